@@ -1,0 +1,3 @@
+"""KDSR benchmarking harness: datasets, encode jobs, recommenders, KDSR, sweeps and reports."""
+
+__version__ = "0.1.0"
