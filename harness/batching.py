@@ -1,0 +1,96 @@
+"""Turning user sequences into model inputs: histories, training windows, evaluation targets.
+
+All sequences live in one flat int64 array with per-user offsets, so a batch of histories
+is a single vectorised gather, never a Python loop over the batch. Model inputs use
+shifted ids (item i -> i + 1, 0 = padding) and are right-padded: row b holds its items in
+columns ``0 .. lengths[b]-1``, so a causal backbone's last real position is ``lengths-1``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+
+class SequenceStore:
+    """User sequences (0-based item indices) packed into one flat array."""
+
+    def __init__(self, sequences: Sequence[np.ndarray]):
+        lengths = np.array([len(s) for s in sequences], dtype=np.int64)
+        self.offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        self.flat = np.concatenate([np.asarray(s, dtype=np.int64) for s in sequences]) if len(sequences) else np.zeros(0, np.int64)
+        self.lengths = lengths
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def slices(self, users: np.ndarray, starts: np.ndarray, lengths: np.ndarray, width: int) -> np.ndarray:
+        """``[B, width]`` shifted ids of ``seq[u][start : start+length]``, right-padded with 0."""
+        users, starts, lengths = (np.asarray(a, dtype=np.int64) for a in (users, starts, lengths))
+        if (lengths > width).any() or (starts < 0).any() or (starts + lengths > self.lengths[users]).any():
+            raise ValueError("slice out of range of its user's sequence (or longer than the width)")
+        cols = np.arange(width, dtype=np.int64)
+        idx = self.offsets[users][:, None] + starts[:, None] + cols
+        keep = cols < lengths[:, None]
+        return np.where(keep, self.flat[np.minimum(idx, max(len(self.flat) - 1, 0))] + 1, 0)
+
+    def histories(self, users: np.ndarray, positions: np.ndarray, max_len: int) -> tuple[np.ndarray, np.ndarray]:
+        """Inputs for targets at ``positions``: the last ``max_len`` items before each, and their count."""
+        positions = np.asarray(positions, dtype=np.int64)
+        lengths = np.minimum(positions, max_len)
+        return self.slices(users, positions - lengths, lengths, max_len), lengths
+
+    def items_at(self, users: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        """0-based item index at ``seq[u][p]`` for each pair."""
+        return self.flat[self.offsets[np.asarray(users)] + np.asarray(positions)]
+
+    def seen(self, users: np.ndarray, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(row, item) pairs of every item in ``seq[u][:p]`` (the full history, not truncated)."""
+        positions = np.asarray(positions, dtype=np.int64)
+        rows = np.repeat(np.arange(len(positions)), positions)
+        first = np.repeat(self.offsets[np.asarray(users)] - np.concatenate([[0], np.cumsum(positions)[:-1]]), positions)
+        return rows, self.flat[first + np.arange(len(rows))]
+
+
+def causal_windows(train_lengths: np.ndarray, max_len: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Windows covering each user's training part for all-position training of a causal model.
+
+    A window ``(user, start, size)`` is the slice ``seq[start : start+size]``; its input is the
+    first ``size-1`` items and its targets the last ``size-1`` (next item at every position),
+    with ``size <= max_len + 1``. Windows are cut from the end, so the most recent one is full
+    and every training target ``seq[1 .. n-1]`` is predicted exactly once.
+    """
+    users, starts, sizes = [], [], []
+    for user, n in enumerate(np.asarray(train_lengths, dtype=np.int64)):
+        end = int(n)
+        while end >= 2:
+            start = max(0, end - max_len - 1)
+            users.append(user)
+            starts.append(start)
+            sizes.append(end - start)
+            end = start + 1
+    as_array = lambda a: np.array(a, dtype=np.int64)  # noqa: E731
+    return as_array(users), as_array(starts), as_array(sizes)
+
+
+def prefix_targets(train_lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every (user, position) with position in ``1 .. n-1``: one sample per training target."""
+    train_lengths = np.maximum(np.asarray(train_lengths, dtype=np.int64) - 1, 0)
+    users = np.repeat(np.arange(len(train_lengths)), train_lengths)
+    first = np.repeat(np.cumsum(train_lengths) - train_lengths, train_lengths)
+    return users, np.arange(len(users)) - first + 1
+
+
+def range_targets(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every (user, position) with ``starts[u] <= position < ends[u]`` (evaluation targets)."""
+    counts = np.maximum(np.asarray(ends, dtype=np.int64) - np.asarray(starts, dtype=np.int64), 0)
+    users = np.repeat(np.arange(len(counts)), counts)
+    first = np.repeat(np.cumsum(counts) - counts, counts)
+    return users, np.arange(len(users)) - first + np.asarray(starts, dtype=np.int64)[users]
+
+
+def to_tensor(array: np.ndarray, device: torch.device | str) -> torch.Tensor:
+    """int64 numpy -> torch on ``device`` (non-blocking when pinned memory applies)."""
+    return torch.from_numpy(np.ascontiguousarray(array)).to(device, non_blocking=True)

@@ -1,0 +1,205 @@
+"""Full-ranking evaluation: HR, MRR and NDCG at k over all items.
+
+Every target is ranked against the whole catalogue (no sampled negatives). A chunk of
+targets costs one score matrix ``[B, N]`` (the model's matrix product) and one comparison
+with the target's own score, which gives the *exact* rank, so no top-k cut-off or
+tie-breaking by index can creep in.
+
+Ties (items scored exactly like the target) are resolved by ``ties``:
+
+- ``"expected"`` (default): the expectation under uniformly random tie-breaking. A target
+  tied with ``t`` other items sits at each of the positions ``above+1 .. above+t+1`` with
+  probability ``1/(t+1)``; every metric is averaged over those positions. A constant scorer
+  therefore gets exactly the random-ranking value (HR@k = k/N), neither 0 nor 1.
+- ``"pessimistic"``: the target is placed after all items it ties with.
+- ``"optimistic"``: the target is placed before all items it ties with.
+
+With float32 scores ties are rare for trained models; they matter for count-based
+baselines (most-popular) and for low-precision scores.
+
+Metrics per target (rank r, 1-based): HR@k = [r <= k]; MRR@k = 1/r if r <= k else 0;
+NDCG@k = 1/log2(r + 1) if r <= k else 0 (one relevant item, so the ideal DCG is 1).
+They are averaged over targets (``paper`` protocol) or first within each user and then over
+users (``leave-one-out``, where it equals the target average since each user has one).
+
+History masking follows RecBole's sequential models by default: nothing is masked, an
+item the user already consumed may be recommended again. ``mask_history=True`` removes the
+user's earlier items (except the target itself) from the ranking.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from harness.batching import SequenceStore, range_targets, to_tensor
+
+KS: tuple[int, ...] = (5, 10, 20)
+METRICS: tuple[str, ...] = ("hr", "mrr", "ndcg")
+TIES: tuple[str, ...] = ("expected", "pessimistic", "optimistic")
+AVERAGES: tuple[str, ...] = ("targets", "users")
+PROTOCOL_AVERAGE = {"paper": "targets", "leave-one-out": "users"}
+
+
+def metric_names(ks: Iterable[int] = KS) -> list[str]:
+    """All metric names produced for ``ks``, e.g. ``["hr@5", "mrr@5", "ndcg@5", ...]``."""
+    return [f"{m}@{k}" for k in ks for m in METRICS]
+
+
+def check_choice(value: str, choices: Iterable[str], what: str) -> str:
+    """Return ``value`` if it is one of ``choices``, else raise naming the valid ones."""
+    choices = tuple(choices)
+    if value not in choices:
+        raise ValueError(f"unknown {what} {value!r}; valid: {', '.join(choices)}")
+    return value
+
+
+def _gain(metric: str, positions: torch.Tensor) -> torch.Tensor:
+    """Per-position gain of ``metric`` for 1-based ``positions``."""
+    if metric == "hr":
+        return torch.ones_like(positions)
+    if metric == "mrr":
+        return 1.0 / positions
+    return 1.0 / torch.log2(positions + 1.0)
+
+
+def _cumulative_gain(metric: str, k: int, device: torch.device) -> torch.Tensor:
+    """``C[i] = sum of gains at positions 1..i`` for i in 0..k (C[0] = 0)."""
+    positions = torch.arange(1, k + 1, dtype=torch.float64, device=device)
+    return torch.cat([torch.zeros(1, dtype=torch.float64, device=device), _gain(metric, positions).cumsum(0)])
+
+
+def rank_counts(scores: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per row: how many items score strictly above the target, and how many others tie with it."""
+    if scores.ndim != 2 or targets.shape != scores.shape[:1]:
+        raise ValueError(f"scores must be [B, N] and targets [B]; got {tuple(scores.shape)} and {tuple(targets.shape)}")
+    target_scores = scores.gather(1, targets.view(-1, 1))
+    if torch.isnan(target_scores).any():
+        raise ValueError("a target has a NaN score: the model diverged or produced invalid scores")
+    above = (scores > target_scores).sum(1)
+    tied = (scores == target_scores).sum(1) - 1
+    return above, tied
+
+
+def target_metrics(
+    above: torch.Tensor, tied: torch.Tensor, ks: Iterable[int] = KS, ties: str = "expected"
+) -> dict[str, torch.Tensor]:
+    """Metric values per target (float64 ``[B]`` each) from :func:`rank_counts`."""
+    check_choice(ties, TIES, "tie convention")
+    above, tied = above.long(), tied.long()
+    if ties == "pessimistic":
+        first, last = above + tied + 1, above + tied + 1
+    elif ties == "optimistic":
+        first, last = above + 1, above + 1
+    else:
+        first, last = above + 1, above + tied + 1
+    span = (last - first + 1).double()
+    out: dict[str, torch.Tensor] = {}
+    for k in ks:
+        for metric in METRICS:
+            cum = _cumulative_gain(metric, k, above.device)
+            total = cum[last.clamp(max=k)] - cum[(first - 1).clamp(max=k)]
+            out[f"{metric}@{k}"] = total / span
+    return out
+
+
+class RankingAccumulator:
+    """Collects per-target metric values chunk by chunk and averages them at the end."""
+
+    def __init__(self, ks: Iterable[int] = KS, ties: str = "expected"):
+        self.ks = tuple(ks)
+        self.ties = check_choice(ties, TIES, "tie convention")
+        self._values: dict[str, list[np.ndarray]] = {name: [] for name in metric_names(self.ks)}
+        self._users: list[np.ndarray] = []
+
+    def add(self, scores: torch.Tensor, targets: torch.Tensor, users: np.ndarray | torch.Tensor) -> None:
+        """Rank ``targets`` (0-based item indices) within ``scores [B, N]``; ``users`` groups targets."""
+        above, tied = rank_counts(scores, targets)
+        for name, values in target_metrics(above, tied, self.ks, self.ties).items():
+            self._values[name].append(values.cpu().numpy())
+        self._users.append(np.asarray(torch.as_tensor(users).cpu(), dtype=np.int64))
+
+    def per_target(self) -> dict[str, np.ndarray]:
+        """All collected values, in the order they were added."""
+        return {name: np.concatenate(parts) if parts else np.zeros(0) for name, parts in self._values.items()}
+
+    def result(self, average: str = "targets") -> dict[str, float]:
+        """Mean of every metric over targets, or over users (each user's targets averaged first)."""
+        check_choice(average, AVERAGES, "average")
+        values = self.per_target()
+        if not self._users or len(next(iter(values.values()))) == 0:
+            raise ValueError("no targets were evaluated")
+        if average == "targets":
+            return {name: float(v.mean()) for name, v in values.items()}
+        _, group = np.unique(np.concatenate(self._users), return_inverse=True)
+        counts = np.bincount(group)
+        return {name: float((np.bincount(group, weights=v) / counts).mean()) for name, v in values.items()}
+
+
+ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""``score_fn(item_seq [B, L] shifted ids (0 = pad, right-padded), lengths [B]) -> scores [B, N]``."""
+
+
+def mask_seen(scores: torch.Tensor, targets: torch.Tensor, rows: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+    """Set ``scores[rows, items]`` to -inf (history items), keeping each target's own score."""
+    target_scores = scores.gather(1, targets.view(-1, 1))
+    scores = scores.index_put((rows, items), torch.tensor(float("-inf"), device=scores.device, dtype=scores.dtype))
+    return scores.scatter(1, targets.view(-1, 1), target_scores)
+
+
+PARTS: tuple[str, ...] = ("valid", "test")
+
+
+def split_targets(valid_start: np.ndarray, test_start: np.ndarray, lengths: np.ndarray, part: str) -> tuple[np.ndarray, np.ndarray]:
+    """(user, position) of every target of ``part``: valid = [valid_start, test_start), test = [test_start, len)."""
+    check_choice(part, PARTS, "evaluation part")
+    starts, ends = (valid_start, test_start) if part == "valid" else (test_start, lengths)
+    users, positions = range_targets(starts, ends)
+    if (positions < 1).any():
+        raise ValueError(f"{part} targets at position 0 have no history; the split must leave >= 1 training item")
+    return users, positions
+
+
+@torch.no_grad()
+def evaluate(
+    score_fn: ScoreFn,
+    store: SequenceStore,
+    users: np.ndarray,
+    positions: np.ndarray,
+    max_len: int,
+    batch_size: int = 1024,
+    ks: Iterable[int] = KS,
+    ties: str = "expected",
+    average: str = "targets",
+    mask_history: bool = False,
+    device: torch.device | str = "cpu",
+    progress: bool = False,
+) -> dict[str, float]:
+    """Rank the item at ``seq[u][p]`` for every (u, p) given the history before it; metrics by name."""
+    acc = RankingAccumulator(ks, ties)
+    chunks = range(0, len(users), batch_size)
+    for lo in tqdm(chunks, desc="eval", leave=False, disable=not progress, mininterval=5):
+        u, p = users[lo : lo + batch_size], positions[lo : lo + batch_size]
+        seq, lengths = store.histories(u, p, max_len)
+        scores = score_fn(to_tensor(seq, device), to_tensor(lengths, device)).float()
+        targets = to_tensor(store.items_at(u, p), scores.device)
+        if mask_history:
+            rows, items = store.seen(u, p)
+            scores = mask_seen(scores, targets, to_tensor(rows, scores.device), to_tensor(items, scores.device))
+        acc.add(scores, targets, u)
+    return acc.result(average)
+
+
+class MostPopular:
+    """Baseline scorer: every item scored by its number of occurrences in the training parts."""
+
+    def __init__(self, store: SequenceStore, train_lengths: np.ndarray, num_items: int):
+        users, positions = range_targets(np.zeros_like(train_lengths), train_lengths)
+        counts = np.bincount(store.items_at(users, positions), minlength=num_items)
+        self.counts = torch.from_numpy(counts.astype(np.float32))
+
+    def __call__(self, item_seq: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.counts.to(item_seq.device).expand(len(item_seq), -1)
