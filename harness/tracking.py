@@ -1,0 +1,254 @@
+"""Run tracking behind one small interface: MLflow for real runs, in-memory for tests.
+
+Loggers handle ranks themselves: on any process other than global rank 0 every call is a
+no-op, so training code never checks ranks. ``MLflowLogger`` talks to an ``MlflowClient``
+(no global active run) and never calls ``mlflow.set_experiment``: several processes creating
+the same experiment at once can silently land in the Default experiment (see
+shared/docs/SLURM_MLFLOW_RECIPE.md), so it takes an experiment id when the sweep
+submitter provides one and otherwise creates-or-gets the experiment, tolerating the race.
+
+MLflow metric names may not contain ``@``; the harness' canonical names (``valid/hr@20``)
+are stored in MLflow as ``valid/hr_at_20`` (:func:`mlflow_key`). :func:`harness_key` maps back.
+"""
+
+from __future__ import annotations
+
+import abc
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from harness.config import TrackingConfig
+
+DEFAULT_URI = "sqlite:///mlruns.db"
+STATUSES = ("FINISHED", "FAILED", "KILLED")
+
+
+def is_rank_zero() -> bool:
+    """True on the process that should record the run (global rank 0, or not distributed)."""
+    try:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            return dist.get_rank() == 0
+    except ImportError:  # pragma: no cover - torch is a dependency
+        pass
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def mlflow_key(name: str) -> str:
+    """Harness metric name -> MLflow metric key (``@`` is not allowed there): hr@20 -> hr_at_20."""
+    return name.replace("@", "_at_")
+
+
+def harness_key(key: str) -> str:
+    """Inverse of :func:`mlflow_key`."""
+    return key.replace("_at_", "@")
+
+
+def flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dict -> ``{"a.b": v}``."""
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+class Logger(abc.ABC):
+    """What a training run records. Subclasses implement the ``_``-prefixed methods; rank checks live here."""
+
+    def __init__(self) -> None:
+        self.active = is_rank_zero()
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        """Run parameters; nested dicts are flattened to dotted keys."""
+        if self.active:
+            self._log_params(flatten(params))
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        if self.active:
+            self._log_metrics({k: float(v) for k, v in metrics.items()}, step)
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        if self.active:
+            self._log_artifact(Path(path), artifact_path)
+
+    def log_dict(self, data: dict, name: str) -> None:
+        """A dict as a JSON/YAML artifact (format from ``name``'s suffix)."""
+        if self.active:
+            self._log_dict(data, name)
+
+    def log_text(self, text: str, name: str) -> None:
+        if self.active:
+            self._log_text(text, name)
+
+    def set_tags(self, tags: dict[str, Any]) -> None:
+        if self.active:
+            self._set_tags({k: str(v) for k, v in tags.items()})
+
+    def finish(self, status: str = "FINISHED", error: str | None = None) -> None:
+        """End the run; ``error`` (e.g. a traceback) is kept as ``error.txt`` and an ``error`` tag."""
+        if status not in STATUSES:
+            raise ValueError(f"unknown run status {status!r}; valid: {', '.join(STATUSES)}")
+        if self.active:
+            if error:
+                self._log_text(error, "error.txt")
+                self._set_tags({"error": error.strip().splitlines()[-1][:500] if error.strip() else "error"})
+            self._finish(status)
+
+    @abc.abstractmethod
+    def _log_params(self, params: dict[str, Any]) -> None: ...
+
+    @abc.abstractmethod
+    def _log_metrics(self, metrics: dict[str, float], step: int | None) -> None: ...
+
+    @abc.abstractmethod
+    def _log_artifact(self, path: Path, artifact_path: str | None) -> None: ...
+
+    @abc.abstractmethod
+    def _log_dict(self, data: dict, name: str) -> None: ...
+
+    @abc.abstractmethod
+    def _log_text(self, text: str, name: str) -> None: ...
+
+    @abc.abstractmethod
+    def _set_tags(self, tags: dict[str, str]) -> None: ...
+
+    @abc.abstractmethod
+    def _finish(self, status: str) -> None: ...
+
+
+class MemoryLogger(Logger):
+    """Keeps everything in lists/dicts; for tests and for callers that only want the numbers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.params: dict[str, Any] = {}
+        self.metrics: list[tuple[str, float, int | None]] = []
+        self.artifacts: dict[str, Any] = {}
+        self.tags: dict[str, str] = {}
+        self.status: str | None = None
+
+    def history(self, name: str) -> list[tuple[int | None, float]]:
+        """(step, value) pairs logged for ``name``, in order."""
+        return [(step, value) for key, value, step in self.metrics if key == name]
+
+    def names(self) -> set[str]:
+        return {key for key, _, _ in self.metrics}
+
+    def _log_params(self, params):
+        self.params.update(params)
+
+    def _log_metrics(self, metrics, step):
+        self.metrics += [(k, v, step) for k, v in metrics.items()]
+
+    def _log_artifact(self, path, artifact_path):
+        self.artifacts[str(Path(artifact_path or "") / path.name)] = path.read_bytes()
+
+    def _log_dict(self, data, name):
+        self.artifacts[name] = data
+
+    def _log_text(self, text, name):
+        self.artifacts[name] = text
+
+    def _set_tags(self, tags):
+        self.tags.update(tags)
+
+    def _finish(self, status):
+        self.status = status
+
+
+def tracking_uri(tracking: TrackingConfig) -> str:
+    """``tracking.uri``, else ``$MLFLOW_TRACKING_URI``, else a sqlite file in the working directory."""
+    return tracking.uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+
+
+def _experiment_id(client, tracking: TrackingConfig) -> str:
+    """Explicit id (config or ``$MLFLOW_EXPERIMENT_ID``), else get-or-create by name, race-tolerant."""
+    explicit = tracking.experiment_id or os.environ.get("MLFLOW_EXPERIMENT_ID")
+    if explicit:
+        return str(explicit)
+    from mlflow.exceptions import MlflowException
+
+    for _ in range(5):
+        found = client.get_experiment_by_name(tracking.experiment)
+        if found is not None:
+            return found.experiment_id
+        try:
+            return client.create_experiment(tracking.experiment)
+        except MlflowException:  # another process created it between our get and create
+            time.sleep(0.2)
+    raise RuntimeError(f"could not get or create MLflow experiment {tracking.experiment!r}")
+
+
+class MLflowLogger(Logger):
+    """One MLflow run (child of ``tracking.parent_run_id`` when set), written through ``MlflowClient``."""
+
+    def __init__(
+        self, tracking: TrackingConfig | None = None, tags: dict[str, Any] | None = None, system_metrics_interval: float = 10.0
+    ):
+        super().__init__()
+        tracking = tracking or TrackingConfig()
+        self.uri = tracking_uri(tracking)
+        self.run_id: str | None = None
+        self.experiment_id: str | None = None
+        self._monitor = None
+        if not self.active:
+            return
+        from mlflow import MlflowClient
+
+        self.client = MlflowClient(self.uri)
+        self.experiment_id = _experiment_id(self.client, tracking)
+        run_tags = {k: str(v) for k, v in (tags or {}).items()}
+        if tracking.parent_run_id:
+            run_tags["mlflow.parentRunId"] = tracking.parent_run_id
+        run = self.client.create_run(self.experiment_id, tags=run_tags, run_name=tracking.run_name)
+        self.run_id = run.info.run_id
+        if tracking.system_metrics:
+            self._start_system_metrics(system_metrics_interval)
+
+    def _start_system_metrics(self, interval: float) -> None:
+        """CPU / memory / disk (and GPU when available) sampled every ``interval`` s into ``system/*``."""
+        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+        self._monitor = SystemMetricsMonitor(self.run_id, sampling_interval=interval, tracking_uri=self.uri)
+        self._monitor.start()
+
+    def _log_params(self, params):
+        from mlflow.entities import Param
+
+        items = [Param(k, str(v)[:6000]) for k, v in params.items()]
+        for lo in range(0, len(items), 100):  # MLflow's per-batch parameter limit
+            self.client.log_batch(self.run_id, params=items[lo : lo + 100])
+
+    def _log_metrics(self, metrics, step):
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [Metric(mlflow_key(k), v, now, step or 0) for k, v in metrics.items()]
+        for lo in range(0, len(items), 1000):
+            self.client.log_batch(self.run_id, metrics=items[lo : lo + 1000])
+
+    def _log_artifact(self, path, artifact_path):
+        self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def _log_dict(self, data, name):
+        self.client.log_dict(self.run_id, data, name)
+
+    def _log_text(self, text, name):
+        self.client.log_text(self.run_id, text, name)
+
+    def _set_tags(self, tags):
+        from mlflow.entities import RunTag
+
+        self.client.log_batch(self.run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+
+    def _finish(self, status):
+        if self._monitor is not None:
+            self._monitor.finish()
+            self._monitor = None
+        self.client.set_terminated(self.run_id, status=status)
