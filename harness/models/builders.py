@@ -1,0 +1,19 @@
+"""Builders that translate ``Config`` into each backbone's flat constructor arguments."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from torch import nn
+
+from harness.config import Config
+from harness.models.build import register_backbone
+from harness.models.items import ItemRepresentation
+from harness.models.sasrec import SASRec
+
+
+@register_backbone("sasrec")
+def sasrec(cfg: Config, items: ItemRepresentation, features: Mapping[str, Any]) -> nn.Module:
+    m = cfg.model
+    return SASRec(items, max_len=cfg.dataset.max_len, layers=m.layers, heads=m.heads, dropout=m.dropout)

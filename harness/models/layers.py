@@ -1,0 +1,43 @@
+"""Small building blocks shared by the backbones."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+_INT31 = 2**31
+
+
+class Dropout(nn.Module):
+    """Inverted dropout with a cheap mask on CPU.
+
+    ``torch.nn.functional.dropout`` draws its mask with ``bernoulli_``, which is single-threaded
+    and about 2x slower on CPU than drawing int32 words with ``random_`` and comparing them with
+    ``(1 - p) * 2**31`` (same distribution up to 2**-31). On other devices F.dropout is used.
+    """
+
+    def __init__(self, p: float = 0.0):
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout p must be in [0, 1), got {p}")
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        if x.device.type != "cpu":
+            return nn.functional.dropout(x, self.p, True)
+        keep = torch.empty(x.shape, dtype=torch.int32).random_() < int((1.0 - self.p) * _INT31)
+        return x * keep.to(x.dtype).mul_(1.0 / (1.0 - self.p))
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+def positions(mask: torch.Tensor) -> torch.Tensor:
+    """1-based position of each real item counted from the sequence's first real item; 0 at padding.
+
+    Counting from the first real item (not from column 0) makes left and right padding give the
+    same positions, and position t depends only on items <= t (causal).
+    """
+    return torch.cumsum(mask.long(), dim=1) * mask.long()
