@@ -11,11 +11,13 @@ from harness.models.build import (
     list_backbones,
     register_backbone,
 )
+from harness.models.gru4rec import GRU4Rec
 from harness.models.items import MODES, ItemRepresentation
 from harness.models.sasrec import SASRec
 
 __all__ = [
     "MODES",
+    "GRU4Rec",
     "ItemRepresentation",
     "SASRec",
     "SequentialRecommender",

@@ -10,6 +10,7 @@ from torch import nn
 from harness.config import Config
 from harness.models.build import register_backbone
 from harness.models.items import ItemRepresentation
+from harness.models.gru4rec import GRU4Rec
 from harness.models.sasrec import SASRec
 
 
@@ -17,3 +18,8 @@ from harness.models.sasrec import SASRec
 def sasrec(cfg: Config, items: ItemRepresentation, features: Mapping[str, Any]) -> nn.Module:
     m = cfg.model
     return SASRec(items, max_len=cfg.dataset.max_len, layers=m.layers, heads=m.heads, dropout=m.dropout)
+
+
+@register_backbone("gru4rec")
+def gru4rec(cfg: Config, items: ItemRepresentation, features: Mapping[str, Any]) -> nn.Module:
+    return GRU4Rec(items, layers=cfg.model.layers, dropout=cfg.model.dropout)
