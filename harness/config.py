@@ -60,6 +60,8 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda
     amp: bool = True  # bf16 autocast on GPU
     threads: int = 0  # torch CPU threads; 0 = torch default
+    eval_ties: str = "expected"  # expected | pessimistic | optimistic (see harness/evaluation.py)
+    mask_history: bool = False  # drop already-seen items from the ranking (RecBole's sequential models: no)
 
 
 @dataclass
@@ -83,6 +85,9 @@ class KDSRConfig:
     pairs: str = "sample"  # all | sample
     max_pairs: int = 64  # per sequence, when pairs=sample
     monitor: bool = True  # modality-forgetting Pearson monitor each epoch
+    monitor_pairs: int = 20_000  # fixed random item pairs the monitor correlates over
+    dissected_hidden: int = 64  # width of W1 in the student's dissected head
+    teacher_seed: int = 0  # seeds the teacher fit (autoencoder, pair sample, codebook)
 
 
 @dataclass
@@ -129,11 +134,14 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         tp = next(a for a in args if a is not type(None))
     if isinstance(value, str) and tp is not str:
         value = yaml.safe_load(value)
+    if tp is float and isinstance(value, str):  # YAML 1.1 reads "1e-3" (no dot) as a string
+        try:
+            value = float(value)
+        except ValueError:
+            pass
     try:
-        if tp is bool:
-            if not isinstance(value, bool):
-                raise TypeError
-            return value
+        if isinstance(value, bool) != (tp is bool):  # bool is an int subclass: reject it as a number
+            raise TypeError
         if tp is float and isinstance(value, int):
             return float(value)
         if not isinstance(value, tp):
@@ -156,8 +164,10 @@ def _set(node: Any, dotted: str, value: Any, prefix: str = "") -> None:
         elif isinstance(value, dict):
             for k, v in value.items():
                 _set(current, k, v, f"{prefix}{head}.")
-        else:  # a scalar for a section sets its name: dataset=ml-1m, model=sasrec
+        elif "name" in {f.name for f in dataclasses.fields(current)}:  # dataset=ml-1m, model=sasrec
             _set(current, "name", value, f"{prefix}{head}.")
+        else:
+            raise ConfigError(f"{prefix + head!r} is a section without a name; set its keys, e.g. {prefix + head}.<key>=...")
         return
     if rest:
         raise ConfigError(f"{prefix + head!r} is a value, not a section")
@@ -203,6 +213,7 @@ _CHOICES = {
     "kdsr.quantizer": ("vq", "kmeans"),
     "kdsr.pairs": ("all", "sample"),
     "train.device": ("auto", "cpu", "cuda"),
+    "train.eval_ties": ("expected", "pessimistic", "optimistic"),
 }
 
 
