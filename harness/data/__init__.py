@@ -1,5 +1,6 @@
 """Real-data layer: dataset registry, loaders, 5-core filtering, item tables and splits."""
 
+from harness.data import amazon as _amazon  # noqa: F401  (registers the Amazon datasets)
 from harness.data import movielens as _movielens  # noqa: F401  (registers the MovieLens datasets)
 from harness.data.errors import ChecksumError, DataError, DataFormatError, MissingDataError, UnknownDatasetError
 from harness.data.loading import DatasetNoteWarning, load_dataset
