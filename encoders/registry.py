@@ -1,0 +1,139 @@
+"""The encoder registry: names registered by decorator at import, looked up by name, pattern or path.
+
+    @register_encoder("tiny-llama")
+    def tiny_llama() -> EncoderSpec: ...
+
+``list_encoders("text/*")`` matches ``<modality>/<name>`` as well as the bare name; a name may also
+be a local directory (``local-dir:/path`` or just ``/path``), inferred by ``encoders.local``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from encoders.base import MODALITIES, Encoder, EncoderInfo, choose_strategy, count_parameters
+
+
+@dataclass(frozen=True, eq=False)
+class LoadOptions:
+    """How ``create_encoder`` was asked to load (device, dtype, what is allowed)."""
+
+    device: torch.device
+    dtype: torch.dtype
+    trust_remote_code: bool = False
+    allow_downloads: bool = False
+    packing: bool | None = None  # None = the backend decides (padding-free where a varlen kernel exists)
+
+
+@dataclass(frozen=True, eq=False)
+class EncoderSpec(ABC):
+    """A registered name: metadata fields plus how to build the network (meta or real)."""
+
+    name: str
+    modality: str
+    backend: str
+    family: str
+    weights: str
+    pooling: str
+    dim: int
+    layer: int = -1
+    max_tokens: int | None = None
+    image_size: int | None = None
+    dtype: str = "bfloat16"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @abstractmethod
+    def skeleton(self) -> nn.Module:
+        """The network from its config, without loading weights (called under ``torch.device('meta')``)."""
+
+    @abstractmethod
+    def load(self, options: LoadOptions) -> Encoder:
+        """Build the encoder with its weights (local files only unless ``options.allow_downloads``)."""
+
+    def count_params(self) -> int:
+        """Parameters of the network, counted on the meta device (no memory, no weights)."""
+        with torch.device("meta"):
+            return count_parameters(self.skeleton())
+
+
+_FACTORIES: dict[str, Callable[[], EncoderSpec]] = {}
+
+
+def register_encoder(name: str) -> Callable[[Callable[[], EncoderSpec]], Callable[[], EncoderSpec]]:
+    """Decorator: register a zero-argument function returning the spec for ``name``."""
+
+    def wrap(fn: Callable[[], EncoderSpec]) -> Callable[[], EncoderSpec]:
+        if name in _FACTORIES:
+            raise ValueError(f"encoder {name!r} is registered twice")
+        _FACTORIES[name] = fn
+        return fn
+
+    return wrap
+
+
+@lru_cache(maxsize=None)
+def _registered_spec(name: str) -> EncoderSpec:
+    spec = _FACTORIES[name]()
+    if spec.name != name or spec.modality not in MODALITIES:
+        raise ValueError(f"encoder factory for {name!r} returned a bad spec: {spec.name!r}/{spec.modality!r}")
+    return spec
+
+
+def _unknown(name: str) -> KeyError:
+    names = sorted(_FACTORIES)
+    close = difflib.get_close_matches(name, names, n=len(names), cutoff=0.0)
+    return KeyError(
+        f"unknown encoder {name!r}; closest: {', '.join(close[:5])}. Valid names: {', '.join(close)}. "
+        "A local directory (local-dir:/path) also works."
+    )
+
+
+def get_spec(name_or_path: str, trust_remote_code: bool = False) -> EncoderSpec:
+    """The spec of a registered name or of a local model directory."""
+    if name_or_path in _FACTORIES:
+        return _registered_spec(name_or_path)
+    from encoders import local  # local paths are inferred by their own module
+
+    path = local.as_local_dir(name_or_path)
+    if path is None:
+        raise _unknown(name_or_path)
+    return local.infer_spec(path, trust_remote_code=trust_remote_code)
+
+
+def list_encoders(pattern: str = "*") -> list[str]:
+    """Registered names matching ``pattern`` against ``name`` or ``<modality>/<name>``, sorted."""
+    out = []
+    for name in sorted(_FACTORIES):
+        spec = _registered_spec(name)
+        if fnmatch.fnmatchcase(name, pattern) or fnmatch.fnmatchcase(f"{spec.modality}/{name}", pattern):
+            out.append(name)
+    return out
+
+
+@lru_cache(maxsize=None)
+def _params(spec: EncoderSpec) -> int:
+    return spec.count_params()
+
+
+def info_of(spec: EncoderSpec) -> EncoderInfo:
+    """Metadata of a spec; the parameter count comes from the config on the meta device."""
+    params = _params(spec)
+    return EncoderInfo(
+        name=spec.name, modality=spec.modality, backend=spec.backend, family=spec.family,
+        weights=spec.weights, params=params, dim=spec.dim, pooling=spec.pooling, layer=spec.layer,
+        max_tokens=spec.max_tokens, image_size=spec.image_size, dtype=spec.dtype,
+        strategy=choose_strategy(params, spec.dtype),
+    )
+
+
+def get_info(name: str, trust_remote_code: bool = False) -> EncoderInfo:
+    """Metadata of a registered name or local directory; no weights are loaded."""
+    return info_of(get_spec(name, trust_remote_code=trust_remote_code))
