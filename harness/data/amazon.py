@@ -145,17 +145,17 @@ def amazon_spec(name: str, category: str, checksums: dict[str, str], paper: tupl
     reviews = (f"reviews_{category}_5.json.gz", f"reviews_{category}_5.json")
     layouts = (
         Layout("asin-sequences", ("user_sequence_asin.txt",), partial(asin_layout, category=category), optional,
-               "chronologically sorted reviewerID + ASIN sequences (IDGenRec), shipped"),
+               "chronologically sorted reviewerID + ASIN sequences (IDGenRec), shipped", checksums),
         *(Layout("reviews-2014", (r,), partial(reviews_layout, category=category, name=r), optional,
-                 "official 2014 5-core reviews, sorted by unixReviewTime") for r in reviews),
+                 "official 2014 5-core reviews, sorted by unixReviewTime", checksums) for r in reviews),
         Layout("p5", ("sequential_data.txt", "datamaps.json"), partial(p5_layout, category=category), optional,
-               "P5/S3Rec integer sequences + datamaps.json"),
+               "P5/S3Rec integer sequences + datamaps.json", checksums),
     )
     sources = (
         Source(f"{SNAP}/reviews_{category}_5.json.gz", f"reviews_{category}_5.json.gz"),
         Source(f"{SNAP}/meta_{category}.json.gz", f"meta_{category}.json.gz"),
     )
-    return DatasetSpec(name, f"Amazon {category} (2014, 5-core). {note}", layouts, checksums,
+    return DatasetSpec(name, f"Amazon {category} (2014, 5-core). {note}", layouts,
                        ("title", "brand", "categories", "description"), sources, paper)
 
 

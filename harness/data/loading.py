@@ -14,7 +14,7 @@ from harness.data.cache import load_npz, pack_json, save_npz, unpack_json
 from harness.data.files import sha256_file, verify_sha256
 from harness.data.kcore import apply_kcore
 from harness.data.paths import cache_root, dataset_folder
-from harness.data.registry import DatasetSpec, RawData, get_spec
+from harness.data.registry import DatasetSpec, Layout, RawData, get_spec
 from harness.data.tables import ItemTable, SequenceDataset
 
 log = logging.getLogger(__name__)
@@ -25,11 +25,11 @@ class DatasetNoteWarning(UserWarning):
     """A caveat about a loaded dataset, e.g. keyword text standing in for item titles."""
 
 
-def _digests(spec: DatasetSpec, files: dict[str, Path], verify: bool) -> dict[str, str]:
-    """sha256 of each input file; registered checksums are enforced when ``verify``."""
+def _digests(layout: Layout, files: dict[str, Path], verify: bool) -> dict[str, str]:
+    """sha256 of each input file; the layout's registered checksums are enforced when ``verify``."""
     out = {}
     for path in files.values():
-        expected = spec.checksums.get(path.name) if verify else None
+        expected = layout.checksums.get(path.name) if verify else None
         out[path.name] = verify_sha256(path, expected) if expected else sha256_file(path)
     return out
 
@@ -71,7 +71,7 @@ def load_dataset(
     spec = get_spec(name)
     folder = dataset_folder(name, data_dir)
     layout, files = spec.find_layout(folder)
-    digests = _digests(spec, files, verify)
+    digests = _digests(layout, files, verify)
     source = {"layout": layout.name, "folder": str(folder), "files": digests}
     path = _cache_path(spec, layout.name, digests)
     cached = _load(path) if use_cache else None

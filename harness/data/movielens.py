@@ -164,19 +164,18 @@ def ml_1m() -> DatasetSpec:
                 ("ml-1m_sequences_original_ids.txt", "movies.dat"),
                 ml1m_sequences,
                 description="shipped: chronological sequences with original ids (no timestamps)",
+                checksums={
+                    "ml-1m_sequences_original_ids.txt": "3b3803d72c034929ada18b2cbd114296261c012b7a3e10282543adeceba53fb1",
+                    "movies.dat": "12d56985213881321ac5e64c82d7c926a1333f9b10003974144763f073aeeb4e",  # UTF-8 copy
+                },
             ),
         ),
-        checksums={
-            "ml-1m_sequences_original_ids.txt": "3b3803d72c034929ada18b2cbd114296261c012b7a3e10282543adeceba53fb1",
-            "movies.dat": "12d56985213881321ac5e64c82d7c926a1333f9b10003974144763f073aeeb4e",
-            "users.dat": "1dc3a95300cb19f7c10e027daf29b8cdf1d908dab65b5edfb45950aa389a10a3",
-        },
         text_fields=("title", "genres"),
         sources=(
             Source(
                 f"{GROUPLENS}/ml-1m.zip",
                 "ml-1m.zip",
-                md5_url=f"{GROUPLENS}/ml-1m.zip.md5",
+                md5="c4d9eecfca2ab87c1945afe126590906",
                 extract={f"ml-1m/{n}": n for n in ("ratings.dat", "movies.dat", "users.dat", "README")},
             ),
         ),
@@ -191,19 +190,23 @@ def ml_100k() -> DatasetSpec:
         description="MovieLens-100K (GroupLens): 943 users, 100,000 ratings; not in the paper, small for tests",
         layouts=(
             Layout("grouplens", ("u.data", "u.item"), ml100k_grouplens, description="official ml-100k.zip"),
-            Layout("recbole", ("ml-100k.inter", "ml-100k.item"), ml100k_recbole, description="shipped RecBole atomic files"),
+            Layout(
+                "recbole",
+                ("ml-100k.inter", "ml-100k.item"),
+                ml100k_recbole,
+                description="shipped RecBole atomic files",
+                checksums={
+                    "ml-100k.inter": "4edb74e2a81178c2ba9ff381495f754f996c4aea351b1272ca36b43da0935eff",
+                    "ml-100k.item": "51d7cdf777ce5c0f5b32c1d947a4a81fe07d75e78abbe761e0cd4d0756064532",
+                },
+            ),
         ),
-        checksums={
-            "ml-100k.inter": "4edb74e2a81178c2ba9ff381495f754f996c4aea351b1272ca36b43da0935eff",
-            "ml-100k.item": "51d7cdf777ce5c0f5b32c1d947a4a81fe07d75e78abbe761e0cd4d0756064532",
-            "ml-100k.user": "4f670007d9cfbeb9807e757209af1555b9bcc186bde25e767f67cb67c6dd5972",
-        },
         text_fields=("title", "genres", "year"),
         sources=(
             Source(
                 f"{GROUPLENS}/ml-100k.zip",
                 "ml-100k.zip",
-                md5_url=f"{GROUPLENS}/ml-100k.zip.md5",
+                md5="0e33842e24a9c977be4e0107933c0723",
                 extract={f"ml-100k/{n}": n for n in ("u.data", "u.item", "u.user", "u.genre", "README")},
             ),
         ),

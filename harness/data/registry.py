@@ -37,6 +37,7 @@ class Layout:
     reader: Reader
     optional: tuple[str, ...] = ()
     description: str = ""
+    checksums: dict[str, str] = field(default_factory=dict)  # file name -> sha256 of fixed-content files
 
     def missing(self, folder: Path) -> list[str]:
         return [f for f in self.files if not (folder / f).is_file()]
@@ -59,8 +60,7 @@ class Source:
     url: str
     filename: str
     sha256: str | None = None
-    md5: str | None = None
-    md5_url: str | None = None  # a published checksum file (GroupLens ships <zip>.md5)
+    md5: str | None = None  # GroupLens publishes md5 sidecars (<zip>.md5)
     extract: dict[str, str] | None = None  # zip member -> file name in the dataset folder
 
 
@@ -71,7 +71,6 @@ class DatasetSpec:
     name: str
     description: str
     layouts: tuple[Layout, ...]
-    checksums: dict[str, str]  # file name -> sha256, for the files whose content is fixed
     text_fields: tuple[str, ...]
     sources: tuple[Source, ...] = ()
     paper_stats: tuple[int, int, int] | None = None  # users, items, interactions (paper Table 1)

@@ -1,0 +1,82 @@
+"""``harness data``: list datasets, print statistics after filtering, fetch official files."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+
+from harness.data.errors import DataError
+from harness.data.fetch import fetch_dataset
+from harness.data.loading import DatasetNoteWarning, load_dataset
+from harness.data.paths import dataset_folder
+from harness.data.registry import get_spec, list_datasets
+from harness.data.stats import dataset_stats, format_stats
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="harness data", description="Datasets: list, statistics, fetch.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="registered datasets and whether their files are present")
+    stats = sub.add_parser("stats", help="users/items/interactions/avg_len/sparsity after 5-core filtering")
+    fetch = sub.add_parser("fetch", help="download the official files (needs internet)")
+    for p in (stats, fetch):
+        p.add_argument("--dataset", required=True, help="a registered name (see `harness data list`)")
+        p.add_argument("--data-dir", default=None, help="folder holding one sub-folder per dataset (default $HARNESS_DATA_DIR)")
+    stats.add_argument("--json", action="store_true", help="print one JSON object")
+    fetch.add_argument("--force", action="store_true", help="download again even when the files are present")
+    list_ = sub.choices["list"]
+    list_.add_argument("--data-dir", default=None)
+    return parser
+
+
+def _status(name: str, data_dir: str | None) -> str:
+    folder = dataset_folder(name, data_dir)
+    try:
+        layout, _ = get_spec(name).find_layout(folder)
+    except DataError:
+        return "missing"
+    return f"present ({layout.name})"
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    for name in list_datasets():
+        spec = get_spec(name)
+        paper = "paper: {:,} / {:,} / {:,}".format(*spec.paper_stats) if spec.paper_stats else "not in the paper"
+        print(f"{name:<16}{_status(name, args.data_dir):<28}{paper:<36}{spec.description}")
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DatasetNoteWarning)
+        stats = dataset_stats(load_dataset(args.dataset, args.data_dir))
+    for w in caught:
+        print(f"note: {w.message}", file=sys.stderr)
+    print(json.dumps(stats) if args.json else format_stats(args.dataset, stats))
+    paper = get_spec(args.dataset).paper_stats
+    if paper and not args.json:
+        same = paper == (stats["users"], stats["items"], stats["interactions"])
+        print("paper Table 1 {:,} / {:,} / {:,}: {}".format(*paper, "exact match" if same else "DIFFERS"))
+    return 0
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    for path in fetch_dataset(args.dataset, args.data_dir, force=args.force):
+        print(path)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``harness data``; data errors print one line and return 1."""
+    args = _parser().parse_args(argv)
+    try:
+        return {"list": cmd_list, "stats": cmd_stats, "fetch": cmd_fetch}[args.command](args)
+    except DataError as e:
+        print(f"harness data: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
