@@ -1,0 +1,78 @@
+"""Teacher cache: ``<cache_root>/teachers/<dataset>/<encoder>/<modality>/<key>.safetensors``.
+
+The key hashes the teacher settings, the feature fingerprint and the training
+sequences, so a changed split or feature cache never reuses a stale teacher. Files are
+written to a temporary name and renamed (atomic on POSIX), so concurrent cells that
+race to fit the same teacher each leave a complete file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from harness.kdsr.teacher import Teacher, TeacherSpec
+
+FORMAT_VERSION = 1
+
+
+def default_cache_root(cache_root: str | Path | None = None) -> Path:
+    """``cache_root``, else $HARNESS_CACHE_DIR, else ./.cache/harness."""
+    return Path(cache_root or os.environ.get("HARNESS_CACHE_DIR") or ".cache/harness")
+
+
+def sequences_digest(sequences: list[np.ndarray]) -> str:
+    """sha256 of the sequences' lengths and items (order-sensitive)."""
+    h = hashlib.sha256()
+    h.update(np.array([len(s) for s in sequences], dtype=np.int64).tobytes())
+    for seq in sequences:
+        h.update(np.asarray(seq, dtype=np.int64).tobytes())
+    return h.hexdigest()
+
+
+def teacher_key(spec: TeacherSpec, feature_fingerprint: str, train_digest: str) -> str:
+    payload = {"version": FORMAT_VERSION, "spec": spec.to_dict(), "features": feature_fingerprint, "train": train_digest}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def teacher_path(cache_root: str | Path | None, dataset: str, encoder: str, modality: str, key: str) -> Path:
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "--", encoder).strip("-")
+    return default_cache_root(cache_root) / "teachers" / dataset / safe / modality / f"{key}.safetensors"
+
+
+def save_teacher(teacher: Teacher, path: Path, summary: dict) -> None:
+    """Atomic write: tensors plus the spec and fit summary as metadata."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {
+        "latents": teacher.latents.detach().cpu().contiguous(),
+        "valid": teacher.valid.cpu().to(torch.uint8).contiguous(),
+        "codebook": teacher.codebook.detach().cpu().contiguous(),
+    }
+    meta = {"spec": json.dumps(teacher.spec.to_dict()), "scale": repr(teacher.scale), "summary": json.dumps(summary)}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=meta)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def load_teacher(path: Path) -> tuple[Teacher, dict]:
+    """Read a teacher written by ``save_teacher``; returns (teacher, fit summary)."""
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata()
+        tensors = {name: f.get_tensor(name) for name in f.keys()}
+    spec = TeacherSpec(**json.loads(meta["spec"]))
+    teacher = Teacher(tensors["latents"], tensors["valid"].bool(), tensors["codebook"], float(meta["scale"]), spec)
+    return teacher, json.loads(meta["summary"])

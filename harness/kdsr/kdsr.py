@@ -1,0 +1,125 @@
+"""KDSR as the training loop sees it: ``losses(items, item_seq)`` and ``monitor(items)``.
+
+``KDSR`` is an ``nn.Module``: its parameters are the student heads (put them in the
+optimizer) and its buffers the teachers and monitor references (``.to(device)`` moves
+them; ``losses`` also moves the module to the batch's device on first use).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from harness.config import KDSRConfig
+from harness.kdsr.monitor import forgetting_pearson, monitor_pairs, pair_cosine
+from harness.kdsr.pairs import sample_positions
+from harness.kdsr.student import StudentHeads, dissected_loss, holistic_loss, pair_mask
+from harness.kdsr.teacher import Teacher
+
+
+class SupervisedItems(Protocol):
+    """What KDSR needs from ``harness.models.ItemRepresentation``."""
+
+    def supervised(self, modality: str, item_seq: torch.Tensor) -> torch.Tensor: ...
+
+
+class KDSR(nn.Module):
+    """Correlation distillation for one or more modalities (one teacher + student heads each).
+
+    Args:
+        teachers: modality -> fitted ``Teacher``.
+        cfg: the ``kdsr`` config section (losses, weights, pairs, ablation switches).
+        dim: width of the supervised embeddings; None infers it on the first batch.
+        monitor_features: modality -> [N, D] original features for the forgetting monitor
+            (None or ``cfg.monitor=False``: no monitor).
+    """
+
+    def __init__(self, teachers: dict[str, Teacher], cfg: KDSRConfig, dim: int | None = None, monitor_features: dict[str, Any] | None = None):
+        super().__init__()
+        if not teachers:
+            raise ValueError("KDSR needs at least one modality teacher")
+        self.cfg = cfg
+        self.teachers = nn.ModuleDict(teachers)
+        self.heads = nn.ModuleDict({m: StudentHeads(dim, t.spec.latent_dim, t.spec.codes, cfg.dissected_hidden, t.spec.score) for m, t in teachers.items()})
+        self._monitor_modalities: list[str] = []
+        if cfg.monitor and monitor_features:
+            self._init_monitor(monitor_features)
+
+    @property
+    def modalities(self) -> list[str]:
+        return list(self.teachers)
+
+    def _init_monitor(self, features: dict[str, Any]) -> None:
+        """Fix the monitor's item pairs and the original features' similarities on them."""
+        for modality, feats in features.items():
+            pairs = monitor_pairs(self.teachers[modality].valid.cpu().numpy(), self.cfg.monitor_pairs, seed=self.cfg.teacher_seed)
+            items, local = np.unique(pairs, return_inverse=True)
+            rows = torch.from_numpy(np.asarray(feats.matrix if hasattr(feats, "matrix") else feats)[items].astype(np.float32))
+            local = torch.from_numpy(local.reshape(pairs.shape))
+            self.register_buffer(f"monitor_items_{modality}", torch.from_numpy(items), persistent=False)
+            self.register_buffer(f"monitor_pairs_{modality}", local, persistent=False)
+            self.register_buffer(f"monitor_sims_{modality}", pair_cosine(rows, local), persistent=False)
+            self._monitor_modalities.append(modality)
+
+    def _follow(self, device: torch.device) -> None:
+        if next(iter(self.teachers.values())).latents.device != device:
+            self.to(device)
+
+    def modality_losses(self, items: SupervisedItems, modality: str, sub_seq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(holistic, dissected) losses of one modality on the pair grid of ``sub_seq`` [B, S] (shifted ids)."""
+        teacher, heads = self.teachers[modality], self.heads[modality]
+        ids = (sub_seq - 1).clamp_min(0)
+        mask = pair_mask(sub_seq, teacher.valid[ids])
+        emb = items.supervised(modality, sub_seq)
+        t_scores, t_codes = teacher.grid(ids)
+        zero = emb.new_zeros((), dtype=torch.float32)
+        hol = holistic_loss(heads.holistic_scores(emb), t_scores, mask, self.cfg.tau, self.cfg.soft_match) if self.cfg.holistic else zero
+        dis = dissected_loss(heads.dissected_logits(emb), t_codes, mask) if self.cfg.dissected else zero
+        return hol, dis
+
+    def losses(self, items: SupervisedItems, item_seq: torch.Tensor) -> dict[str, torch.Tensor]:
+        """{"holistic", "dissected", "total"} for a batch ``item_seq`` [B, L] (shifted ids, 0 = pad).
+
+        Each term is summed over modalities; total = lambda_holistic * holistic + lambda_dissected * dissected.
+        """
+        self._follow(item_seq.device)
+        sub_seq = sample_positions(item_seq, self.cfg.pairs, self.cfg.max_pairs)
+        parts = [self.modality_losses(items, m, sub_seq) for m in self.modalities]
+        hol = torch.stack([h for h, _ in parts]).sum()
+        dis = torch.stack([d for _, d in parts]).sum()
+        total = self.cfg.lambda_holistic * hol + self.cfg.lambda_dissected * dis
+        return {"holistic": hol, "dissected": dis, "total": total}
+
+    forward = losses
+
+    @torch.no_grad()
+    def monitor(self, items: Any) -> dict[str, float]:
+        """{"monitor/pearson_<modality>", "monitor/pearson_id_<modality>"} (empty when the monitor is off).
+
+        ID embeddings are read from ``items.parts(index)["id"]`` when the representation has
+        them; in ``id`` mode the supervised table is the ID table, so pearson_id is 1.
+        """
+        out: dict[str, float] = {}
+        for modality in self._monitor_modalities:
+            index = getattr(self, f"monitor_items_{modality}") + 1  # shifted ids
+            index = index.to(_device_of(items, index)).unsqueeze(0)
+            table = items.supervised(modality, index)[0]
+            ids = items.parts(index)["id"][0] if hasattr(items, "parts") else None
+            sims = getattr(self, f"monitor_sims_{modality}")
+            pairs = getattr(self, f"monitor_pairs_{modality}").to(table.device)
+            out.update(forgetting_pearson({modality: table}, {modality: sims}, ids, pairs))
+        return out
+
+    def teacher_latents(self) -> dict[str, np.ndarray]:
+        """modality -> [N, d'] teacher latents (e.g. to initialise ``finetune`` modality tables)."""
+        return {m: t.latents.cpu().numpy() for m, t in self.teachers.items()}
+
+
+def _device_of(items: Any, fallback: torch.Tensor) -> torch.device:
+    if isinstance(items, nn.Module):
+        for tensor in (*items.parameters(), *items.buffers()):
+            return tensor.device
+    return fallback.device

@@ -1,0 +1,74 @@
+"""Correlation scoring functions phi shared by the teacher and the student.
+
+Every function is returned as a *similarity* (larger = more alike) so the four are
+interchangeable: cosine and dot as they are, Euclidean and Manhattan as the negative
+distance. Teacher scores are additionally divided by a fitted scale (see
+``harness.kdsr.teacher``); the student uses the raw similarity and its linear map W
+learns the scale.
+"""
+
+from __future__ import annotations
+
+import difflib
+
+import torch
+import torch.nn.functional as F
+
+SCORES = ("cosine", "dot", "euclidean", "manhattan")
+_EPS = 1e-8
+
+
+def check_score(name: str) -> str:
+    """Return ``name`` if it is a known scoring function, else raise naming the valid ones."""
+    if name not in SCORES:
+        close = difflib.get_close_matches(name, SCORES, n=1, cutoff=0.0)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"unknown scoring function {name!r}{hint} (valid: {', '.join(SCORES)})")
+    return name
+
+
+def paired_scores(a: torch.Tensor, b: torch.Tensor, name: str) -> torch.Tensor:
+    """phi(a, b) over the last dimension for aligned (broadcastable) pairs: [..., d] -> [...]."""
+    check_score(name)
+    if name == "cosine":
+        return F.cosine_similarity(a, b, dim=-1, eps=_EPS)
+    if name == "dot":
+        return (a * b).sum(-1)
+    diff = a - b
+    if name == "manhattan":
+        return -diff.abs().sum(-1)
+    return -diff.pow(2).sum(-1).clamp_min(_EPS).sqrt()
+
+
+def pairwise_scores(x: torch.Tensor, name: str) -> torch.Tensor:
+    """phi between every pair of rows within each batch: [..., S, d] -> [..., S, S].
+
+    Uses matrix products / ``cdist`` so no [S, S, d] tensor is materialised.
+    """
+    check_score(name)
+    if name == "cosine":
+        x = F.normalize(x, dim=-1, eps=_EPS)
+        return x @ x.transpose(-1, -2)
+    if name == "dot":
+        return x @ x.transpose(-1, -2)
+    # cdist's backward is finite at zero distance (the diagonal), unlike a plain sqrt.
+    return -torch.cdist(x, x, p=1.0 if name == "manhattan" else 2.0)
+
+
+def split_subvectors(x: torch.Tensor, m: int) -> torch.Tensor:
+    """[..., d] -> [..., m, d/m]: the m equal sub-vectors of product quantisation."""
+    d = x.shape[-1]
+    if m < 1 or d % m:
+        raise ValueError(f"sub_vectors={m} must be >= 1 and divide the latent dimension {d}")
+    return x.reshape(*x.shape[:-1], m, d // m)
+
+
+def paired_correlation_vectors(a: torch.Tensor, b: torch.Tensor, m: int, name: str) -> torch.Tensor:
+    """Dissected correlation of aligned pairs: phi per sub-vector, [..., d] -> [..., m]."""
+    return paired_scores(split_subvectors(a, m), split_subvectors(b, m), name)
+
+
+def pairwise_correlation_vectors(x: torch.Tensor, m: int, name: str) -> torch.Tensor:
+    """Dissected correlation of every pair within each batch: [B, S, d] -> [B, S, S, m]."""
+    sub = split_subvectors(x, m).transpose(-2, -3)  # [B, m, S, d/m]
+    return pairwise_scores(sub, name).permute(0, 2, 3, 1)
