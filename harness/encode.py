@@ -1,0 +1,510 @@
+"""The distributed, resumable encode job: an item catalogue -> the feature cache.
+
+    accelerate launch --config_file accelerate_config.yaml harness/encode.py --encoder llama-7b --dataset amazon-beauty
+    torchrun --nproc_per_node 2 harness/encode.py --cpu --encoder tiny-llama --dataset ml-1m
+    python -m harness.encode --encoder minilm-l6 --dataset ml-1m
+
+Items are cut into fixed chunks whose boundaries do not depend on the number of processes; the
+chunks still missing are split between ranks by the pure function ``shard``; each chunk is
+length-sorted and cut into token-budget batches, preprocessed in DataLoader workers, encoded, and
+written as one atomic shard; rank 0 merges after a barrier. This is the only module that knows
+about ranks. See docs/ENCODE.md.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __name__ == "__main__" and not __package__:  # run as a file: `accelerate launch harness/encode.py`
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+import argparse
+import datetime
+import math
+import os
+import resource
+import shutil
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from harness.features.batching import Batch, chunk_batches
+from harness.features.fingerprint import fingerprint, item_raws
+from harness.features.layout import MODALITIES, default_cache_root, encoder_key
+from harness.features.loader import BatchSource, batch_loader, encode_inputs
+from harness.features.manifest import (
+    PLAN_KEYS,
+    PlanMismatch,
+    check_plan,
+    library_versions,
+    read_json,
+    weights_revision,
+    write_json_atomic,
+)
+from harness.features.merge import merge_shards
+from harness.features.shards import Shard, chunk_ranges, finished_chunks, remove_stale_tmp, write_shard
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DS_CONFIG = REPO / "configs" / "deepspeed_zero3.json"
+STRATEGIES = ("ddp", "zero3")
+DTYPES = ("float32", "bfloat16", "float16")
+_ACCELERATE_DTYPES = {"bf16": "bfloat16", "fp16": "float16", "no": None, "fp8": None}
+
+
+@dataclass
+class EncodeOptions:
+    """Everything the job is asked to do (the CLI flags; ``encode_dataset`` takes them as keywords)."""
+
+    encoder: str
+    modality: str | None = None  # default: the encoder's own modality
+    cache_dir: str | None = None  # default: $HARNESS_CACHE_DIR or ./.cache/harness
+    cpu: bool = False
+    strategy: str | None = None  # ddp | zero3; default: the encoder's registered strategy
+    batch_tokens: int | None = None  # text: padded tokens per batch; default 16384 on GPU, 4096 on CPU
+    batch_size: int = 256  # images per batch
+    dtype: str | None = None  # default: float32 on CPU, the encoder's preferred dtype on GPU
+    num_workers: int | None = None  # default: 0 on CPU, up to 8 per GPU process
+    limit: int | None = None  # encode only the first N items (cached as '<dataset>.first<N>')
+    chunk_size: int | None = None  # items per shard; default from the item count (never the world size)
+    trust_remote_code: bool = False
+    overwrite: bool = False
+    ds_config: str | None = None  # ZeRO-3 config; default configs/deepspeed_zero3.json
+    progress: bool = True
+
+
+# ----------------------------------------------------------------------------- ranks
+
+
+def shard(n_items: int, rank: int, world_size: int) -> range:
+    """The contiguous slice of ``range(n_items)`` that ``rank`` owns: disjoint, covering, balanced
+    (the first ``n_items % world_size`` ranks take one more)."""
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} is outside world size {world_size}")
+    base, extra = divmod(n_items, world_size)
+    start = rank * base + min(rank, extra)
+    return range(start, start + base + (rank < extra))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Dist:
+    """The process group as the job sees it: rank, world, device, and four collectives."""
+
+    rank: int
+    world: int
+    device: torch.device
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            torch.distributed.barrier()
+
+    def broadcast(self, obj: Any) -> Any:
+        """``obj`` from rank 0 on every rank."""
+        if self.world == 1:
+            return obj
+        box = [obj]
+        torch.distributed.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def gather(self, obj: Any) -> list[Any]:
+        """Every rank's ``obj``, in rank order, on every rank."""
+        if self.world == 1:
+            return [obj]
+        out: list[Any] = [None] * self.world
+        torch.distributed.all_gather_object(out, obj)
+        return out
+
+    def max(self, value: int) -> int:
+        return max(self.gather(value))
+
+
+def start_distributed(opts: EncodeOptions) -> Dist:
+    """Join the process group set up by torchrun / accelerate launch (gloo on CPU, NCCL on GPUs)."""
+    from accelerate import PartialState
+
+    if opts.strategy == "zero3" and "LOCAL_RANK" not in os.environ:  # DeepSpeed needs a group, even of one
+        os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
+                          MASTER_PORT=os.environ.get("MASTER_PORT", str(_free_port())))
+    cpu = opts.cpu or not torch.cuda.is_available()
+    state = PartialState(cpu=cpu, timeout=datetime.timedelta(hours=6))
+    return Dist(rank=state.process_index, world=state.num_processes, device=torch.device(state.device))
+
+
+# ----------------------------------------------------------------------------- the job plan
+
+
+@dataclass
+class Job:
+    """What is encoded, where it goes, and the plan a resume must agree with."""
+
+    dataset: str  # cache key: the dataset name, '.first<N>' with --limit
+    folder: Path
+    raws: list[str]
+    info: Any  # encoders.EncoderInfo
+    dtype: str
+    strategy: str
+    budget: int  # padded tokens (text) or images per batch
+    chunks: list[range]
+    plan: dict
+    extra: dict = field(default_factory=dict)  # filled while running (ZeRO-3 partition sizes)
+
+
+def auto_chunk_size(n_items: int) -> int:
+    """Items per chunk from the catalogue size alone (~64 chunks, 512..8192 items each)."""
+    return max(512, min(8192, math.ceil(n_items / 64)))
+
+
+def _resolve_dtype(opts: EncodeOptions, device: torch.device, preferred: str) -> str:
+    wanted = opts.dtype or _ACCELERATE_DTYPES.get(os.environ.get("ACCELERATE_MIXED_PRECISION", "no"))
+    if wanted is not None and wanted not in DTYPES:
+        raise ValueError(f"--dtype {wanted!r} is not one of {', '.join(DTYPES)}")
+    if wanted is None:
+        wanted = preferred if device.type != "cpu" else "float32"
+    return wanted
+
+
+def _check_choice(name: str, value: str | None, choices: tuple[str, ...]) -> None:
+    if value is not None and value not in choices:
+        raise ValueError(f"{name} {value!r} is not one of {', '.join(choices)}")
+
+
+def plan_job(dataset: Any, opts: EncodeOptions, ctx: Dist) -> Job:
+    """Resolve encoder metadata, inputs, fingerprint, chunks and batch budget (no weights loaded)."""
+    from encoders import get_info
+
+    info = get_info(opts.encoder, trust_remote_code=opts.trust_remote_code)
+    modality = opts.modality or info.modality
+    _check_choice("--modality", modality, MODALITIES)
+    _check_choice("--strategy", opts.strategy, STRATEGIES)
+    if modality != info.modality:
+        raise ValueError(f"encoder {opts.encoder!r} encodes {info.modality}, not {modality}; pick a {modality} encoder")
+    raws = item_raws(dataset.items, modality)[: opts.limit]
+    if not raws:
+        raise ValueError(f"dataset {dataset.name!r} has no items to encode")
+    key = dataset.name + (f".first{opts.limit}" if opts.limit else "")
+    folder = default_cache_root(opts.cache_dir) / "features" / key / encoder_key(opts.encoder) / modality
+    dtype = _resolve_dtype(opts, ctx.device, info.dtype)
+    chunk_size = opts.chunk_size or auto_chunk_size(len(raws))
+    budget = opts.batch_size if modality == "image" else opts.batch_tokens or (16384 if ctx.device.type == "cuda" else 4096)
+    plan = {"encoder": encoder_key(opts.encoder), "revision": weights_revision(info.weights), "modality": modality,
+            "pooling": info.pooling, "layer": info.layer, "dtype": dtype, "dim": info.dim, "n_items": len(raws),
+            "fingerprint": fingerprint(raws, modality), "chunk_size": chunk_size}
+    return Job(key, folder, raws, info, dtype, opts.strategy or info.strategy, budget,
+               chunk_ranges(len(raws), chunk_size), plan)
+
+
+# ----------------------------------------------------------------------------- the cache folder
+
+
+def _clear(folder: Path) -> None:
+    shutil.rmtree(folder / "shards", ignore_errors=True)
+    for name in ("manifest.json", "features.npy", "valid.npy"):
+        (folder / name).unlink(missing_ok=True)
+
+
+def _pending_on_rank0(job: Job, overwrite: bool) -> list[int] | None:
+    """Chunks still to encode (None: the cache is already complete for this plan)."""
+    if overwrite:
+        _clear(job.folder)
+    manifest = job.folder / "manifest.json"
+    if manifest.is_file():
+        check_plan({**read_json(manifest), "chunk_size": job.plan["chunk_size"]}, job.plan, job.folder)
+        return None
+    shards = job.folder / "shards"
+    shards.mkdir(parents=True, exist_ok=True)
+    plan_path = shards / "plan.json"
+    if plan_path.is_file():
+        check_plan(read_json(plan_path), job.plan, job.folder)
+    else:
+        write_json_atomic(plan_path, job.plan)
+    remove_stale_tmp(shards)
+    done = finished_chunks(shards)
+    return [c for c in range(len(job.chunks)) if c not in done]
+
+
+def prepare_cache(job: Job, opts: EncodeOptions, ctx: Dist) -> list[int] | None:
+    """Rank 0 checks the folder (plan, stale files, finished shards) and tells every rank what is left."""
+    decision: tuple[str, Any] = ("ok", None)
+    if ctx.rank == 0:
+        try:
+            decision = ("ok", _pending_on_rank0(job, opts.overwrite))
+        except Exception as exc:
+            ctx.broadcast(("error", f"{type(exc).__name__}: {exc}"))
+            raise
+    decision = ctx.broadcast(decision)
+    if decision[0] == "error":
+        raise PlanMismatch(f"rank 0 refused the job: {decision[1]}")
+    return decision[1]
+
+
+# ----------------------------------------------------------------------------- the encoder
+
+
+def _zero3_config(path: str | None, job: Job) -> dict:
+    """The shipped ZeRO-3 inference config with its "auto" values filled for this model and dtype."""
+    import json
+
+    config = json.loads(Path(path or DEFAULT_DS_CONFIG).read_text())
+    hidden = job.info.dim
+    auto = {"stage3_param_persistence_threshold": 10 * hidden, "stage3_prefetch_bucket_size": int(0.9 * hidden * hidden),
+            "reduce_bucket_size": hidden * hidden}
+    zero = config.setdefault("zero_optimization", {})
+    for key, value in auto.items():
+        if zero.get(key, "auto") == "auto":
+            zero[key] = value
+    config.setdefault("bf16", {})["enabled"] = job.dtype == "bfloat16"
+    config.setdefault("fp16", {})["enabled"] = job.dtype == "float16"
+    return config
+
+
+def _load_zero3(job: Job, opts: EncodeOptions, ctx: Dist) -> tuple[Any, Any]:
+    """Load under ``HfDeepSpeedConfig`` (so ``from_pretrained`` partitions parameters as it loads),
+    then wrap in a ZeRO-3 engine whose hooks gather each layer's parameters for its forward."""
+    import deepspeed
+    from transformers.integrations import HfDeepSpeedConfig
+
+    from encoders import create_encoder
+
+    config = _zero3_config(opts.ds_config, job)
+    hf_config = HfDeepSpeedConfig(config)  # must be alive while the weights load
+    encoder = create_encoder(opts.encoder, device=ctx.device, dtype=job.dtype, trust_remote_code=opts.trust_remote_code)
+    partitioned_at_load = any(hasattr(p, "ds_id") for p in encoder.module.parameters())
+    engine, *_ = deepspeed.initialize(model=encoder.module, config=config, dist_init_required=False)
+    engine.module.eval()
+    params = list(encoder.module.parameters())
+    job.extra["zero3"] = {"partitioned_at_load": partitioned_at_load,
+                          "rank0_param_numel": sum(p.ds_tensor.numel() for p in params),
+                          "total_param_numel": sum(p.ds_numel for p in params)}
+    return encoder, (engine, hf_config)
+
+
+def load_encoder(job: Job, opts: EncodeOptions, ctx: Dist) -> tuple[Any, Any]:
+    """The encoder on this rank's device (data parallel), or partitioned across ranks (ZeRO-3)."""
+    if job.strategy == "zero3":
+        return _load_zero3(job, opts, ctx)
+    from encoders import create_encoder
+
+    return create_encoder(opts.encoder, device=ctx.device, dtype=job.dtype, trust_remote_code=opts.trust_remote_code), None
+
+
+# ----------------------------------------------------------------------------- encoding
+
+
+def plan_batches(job: Job, encoder: Any, chunks: list[int]) -> list[Batch]:
+    """Token-budget batches of the given chunks, chunk by chunk (images: ``budget`` per batch)."""
+    out: list[Batch] = []
+    for c in chunks:
+        items = list(job.chunks[c])
+        raws = [job.raws[i] for i in items]
+        lengths = encoder.lengths(raws) if job.plan["modality"] == "text" else [1] * len(items)
+        out += chunk_batches(c, items, lengths, job.budget)
+    return out
+
+
+def pad_for_zero3(batches: list[Batch], ctx: Dist) -> list[Batch]:
+    """Dummy batches so every rank runs the same number of forwards (ZeRO-3 gathers are collective)."""
+    steps = ctx.max(len(batches))
+    return batches + [Batch(chunk=-1, items=(0,), tokens=0, padded=0, dummy=True)] * (steps - len(batches))
+
+
+class ChunkWriter:
+    """Collects a chunk's batches and writes its shard the moment the last one is encoded."""
+
+    def __init__(self, job: Job, rank: int, batches: list[Batch]):
+        self.job, self.rank = job, rank
+        self.expected: dict[int, int] = {}
+        for b in batches:
+            if not b.dummy:
+                self.expected[b.chunk] = self.expected.get(b.chunk, 0) + 1
+        self.parts: dict[int, list] = {}
+        self.started: dict[int, float] = {}
+        self.totals = {"items": 0, "tokens": 0, "padded_tokens": 0, "batches": 0, "chunks": 0}
+
+    def add(self, batch: Batch, feats: torch.Tensor, failures: list[dict]) -> None:
+        self.started.setdefault(batch.chunk, time.perf_counter())
+        self.parts.setdefault(batch.chunk, []).append((batch, feats, failures))
+        for key, value in (("items", len(batch.items)), ("tokens", batch.tokens), ("padded_tokens", batch.padded), ("batches", 1)):
+            self.totals[key] += value
+        if len(self.parts[batch.chunk]) == self.expected[batch.chunk]:
+            self._write(batch.chunk)
+
+    def _write(self, chunk: int) -> None:
+        parts = self.parts.pop(chunk)
+        index = torch.tensor([i for b, _, _ in parts for i in b.items], dtype=torch.int64)
+        feats = torch.cat([f for _, f, _ in parts])
+        failures = sorted((f for _, _, fs in parts for f in fs), key=lambda f: f["item"])
+        order = torch.argsort(index)
+        bad = {f["item"] for f in failures}
+        valid = torch.tensor([int(i) not in bad for i in index[order]], dtype=torch.bool)
+        stats = {"seconds": time.perf_counter() - self.started.pop(chunk), "batches": len(parts),
+                 "tokens": sum(b.tokens for b, _, _ in parts), "rank": self.rank}
+        write_shard(self.job.folder / "shards", self.rank,
+                    Shard(chunk, index[order].numpy(), feats[order].numpy(), valid.numpy(), failures, stats))
+        self.totals["chunks"] += 1
+
+
+def _num_workers(opts: EncodeOptions, device: torch.device, local_world: int) -> int:
+    if opts.num_workers is not None:
+        return opts.num_workers
+    if device.type == "cpu":
+        return 0
+    return max(1, min(8, (os.cpu_count() or 2) // max(1, local_world) - 1))
+
+
+def _preprocess_fn(encoder: Any) -> Any:
+    """What DataLoader workers call: the encoder's picklable preprocessor when it has one."""
+    return getattr(encoder, "preprocessor", None) or encoder.preprocess
+
+
+def encode_pending(job: Job, encoder: Any, pending: list[int], opts: EncodeOptions, ctx: Dist) -> dict:
+    """Encode this rank's share of the pending chunks, one atomic shard per finished chunk."""
+    mine = [pending[k] for k in shard(len(pending), ctx.rank, ctx.world)]
+    batches = plan_batches(job, encoder, mine)
+    if job.strategy == "zero3":
+        batches = pad_for_zero3(batches, ctx)
+    source = BatchSource(job.raws, batches, _preprocess_fn(encoder), job.plan["modality"])
+    workers = _num_workers(opts, ctx.device, int(os.environ.get("LOCAL_WORLD_SIZE", ctx.world)))
+    loader = batch_loader(source, workers, pin_memory=ctx.device.type == "cuda")
+    writer = ChunkWriter(job, ctx.rank, batches)
+    total = sum(len(b.items) for b in batches if not b.dummy)
+    bar = tqdm(total=total, unit="item", desc=f"encode rank 0/{ctx.world}", disable=ctx.rank != 0 or not opts.progress)
+    start = time.perf_counter()
+    for batch, inputs, keep, failures in loader:
+        feats = encode_inputs(encoder.encode, inputs, len(batch.items), keep, job.info.dim)
+        if not batch.dummy:
+            writer.add(batch, feats, failures)
+            bar.update(len(batch.items))
+    bar.close()
+    return {**writer.totals, "seconds": time.perf_counter() - start, "rank": ctx.rank, **_peak_memory(ctx.device)}
+
+
+def _peak_memory(device: torch.device) -> dict:
+    out = {"peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+    if device.type == "cuda":
+        out["peak_gpu_bytes"] = torch.cuda.max_memory_allocated(device)
+    return out
+
+
+# ----------------------------------------------------------------------------- merge + manifest
+
+
+def _throughput(stats: list[dict], wall: float) -> dict:
+    items, tokens = sum(s["items"] for s in stats), sum(s["tokens"] for s in stats)
+    return {"items": items, "tokens": tokens, "padded_tokens": sum(s["padded_tokens"] for s in stats),
+            "seconds": wall, "items_per_s": items / wall if wall > 0 else None,
+            "tokens_per_s": tokens / wall if wall > 0 and tokens else None}
+
+
+def build_manifest(job: Job, merged: Any, stats: list[dict], wall: float, pending: list[int], ctx: Dist) -> dict:
+    """The manifest of a complete cache (see docs/ENCODE.md for every field)."""
+    info = job.info
+    return {
+        **job.plan, "dataset": job.dataset, "encoder_name": info.name, "weights": info.weights,
+        "backend": info.backend, "family": info.family, "params": info.params,
+        "max_tokens": info.max_tokens, "image_size": info.image_size,
+        "n_valid": merged.n_valid, "failures": merged.failures,
+        "strategy": job.strategy, "world_size": ctx.world, "device": str(ctx.device.type),
+        "batch_budget": job.budget, "chunks": {"total": len(job.chunks), "encoded_this_run": len(pending),
+                                               "reused": len(job.chunks) - len(pending)},
+        "throughput": _throughput(stats, wall),
+        "peak_memory": {"rss_bytes_max_rank": max(s["peak_rss_bytes"] for s in stats),
+                        "gpu_bytes_max_rank": max((s.get("peak_gpu_bytes", 0) for s in stats), default=0)},
+        "ranks": stats, **job.extra,
+        "versions": library_versions(),
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def finish(job: Job, pending: list[int], stats: dict, start: float, ctx: Dist) -> None:
+    """Barrier, then rank 0 merges every shard and writes the manifest last (marks completion)."""
+    all_stats = ctx.gather(stats)
+    ctx.barrier()
+    if ctx.rank == 0:
+        merged = merge_shards(job.folder, len(job.raws), job.info.dim)
+        manifest = build_manifest(job, merged, all_stats, time.perf_counter() - start, pending, ctx)
+        write_json_atomic(job.folder / "manifest.json", manifest)
+    ctx.barrier()
+
+
+# ----------------------------------------------------------------------------- entry points
+
+
+def run(dataset: Any, opts: EncodeOptions) -> Path:
+    """Encode ``dataset``'s items into the cache (resuming any finished shards); returns the folder."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    ctx = start_distributed(opts)
+    job = plan_job(dataset, opts, ctx)
+    pending = prepare_cache(job, opts, ctx)
+    if pending is None:
+        _say(ctx, f"encode: {job.folder} is already complete")
+        return job.folder
+    _say(ctx, f"encode: {len(job.chunks)} chunks of {job.plan['chunk_size']} items, {len(pending)} to do, "
+              f"{ctx.world} process(es), {job.strategy}, {job.dtype} on {ctx.device.type}")
+    encoder, _keep_alive = load_encoder(job, opts, ctx)
+    start = time.perf_counter()
+    stats = encode_pending(job, encoder, pending, opts, ctx)
+    finish(job, pending, stats, start, ctx)
+    _say(ctx, f"encode: wrote {job.folder}")
+    return job.folder
+
+
+def encode_dataset(dataset: Any, encoder: str, modality: str | None = None,
+                   cache_root: str | Path | None = None, **options: Any) -> Path:
+    """In-process encode (what ``ensure_features`` calls): the same job, in however many processes run it."""
+    return run(dataset, EncodeOptions(encoder=encoder, modality=modality,
+                                      cache_dir=None if cache_root is None else str(cache_root), **options))
+
+
+def _say(ctx: Dist, message: str) -> None:
+    if ctx.rank == 0:
+        print(message, file=sys.stderr, flush=True)
+
+
+def parse_args(argv: list[str] | None) -> tuple[str, str | None, EncodeOptions]:
+    p = argparse.ArgumentParser(prog="harness encode", description="Encode an item catalogue into the feature cache.")
+    p.add_argument("--encoder", required=True, help="registered name (see `harness encoders list`) or a local checkpoint folder")
+    p.add_argument("--dataset", required=True, help="dataset name (see `harness data stats`)")
+    p.add_argument("--modality", choices=MODALITIES, help="default: the encoder's modality")
+    p.add_argument("--cache-dir", help="cache root (default $HARNESS_CACHE_DIR or ./.cache/harness)")
+    p.add_argument("--data-dir", help="dataset root (default $HARNESS_DATA_DIR)")
+    p.add_argument("--cpu", action="store_true", help="run on CPU (gloo) even where GPUs exist")
+    p.add_argument("--strategy", choices=STRATEGIES, help="ddp (data parallel) or zero3 (DeepSpeed ZeRO-3 inference)")
+    p.add_argument("--batch-tokens", type=int, help="padded tokens per text batch (default 16384 GPU / 4096 CPU)")
+    p.add_argument("--batch-size", type=int, default=256, help="images per batch")
+    p.add_argument("--dtype", choices=DTYPES, help="default float32 on CPU, the encoder's preferred dtype on GPU")
+    p.add_argument("--num-workers", type=int, help="DataLoader workers per process (default 0 on CPU)")
+    p.add_argument("--limit", type=int, help="encode only the first N items")
+    p.add_argument("--chunk-size", type=int, help="items per shard (default from the item count)")
+    p.add_argument("--ds-config", help=f"DeepSpeed config for --strategy zero3 (default {DEFAULT_DS_CONFIG.relative_to(REPO)})")
+    p.add_argument("--trust-remote-code", action="store_true", help="allow legacy checkpoints that run their own code")
+    p.add_argument("--overwrite", action="store_true", help="discard an existing or partial cache for this encoder")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    a = p.parse_args(argv)
+    opts = EncodeOptions(encoder=a.encoder, modality=a.modality, cache_dir=a.cache_dir, cpu=a.cpu, strategy=a.strategy,
+                         batch_tokens=a.batch_tokens, batch_size=a.batch_size, dtype=a.dtype, num_workers=a.num_workers,
+                         limit=a.limit, chunk_size=a.chunk_size, trust_remote_code=a.trust_remote_code,
+                         overwrite=a.overwrite, ds_config=a.ds_config, progress=not a.no_progress)
+    return a.dataset, a.data_dir, opts
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``harness encode ...`` / ``python -m harness.encode ...`` / ``torchrun ... harness/encode.py ...``."""
+    from harness.data import load_dataset
+
+    name, data_dir, opts = parse_args(argv)
+    run(load_dataset(name, data_dir=data_dir), opts)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
