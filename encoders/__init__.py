@@ -10,7 +10,7 @@ import torch
 from encoders.base import Encoder, EncoderInfo
 from encoders.registry import EncoderSpec, LoadOptions, get_info, get_spec, list_encoders, register_encoder
 from encoders.weights import WeightsNotFoundError
-from encoders import hf_text, sentence_transformers_backend  # noqa: F401,E402  (register names)
+from encoders import hf_text, open_clip_backend, sentence_transformers_backend, timm_backend  # noqa: F401,E402  (register names)
 
 __all__ = [
     "Encoder", "EncoderInfo", "EncoderSpec", "LoadOptions", "WeightsNotFoundError",
