@@ -99,18 +99,12 @@ def item_metadata(files: dict[str, Path], item_ids: list[str], category: str) ->
         if pattern in files:
             meta = read_item_metadata(files[pattern], wanted)
             notes = [f"item text from {files[pattern].name}"]
-            missing = len(wanted - meta.keys())
-            if missing:
-                notes.append(f"{missing} of {len(wanted)} items are not in {files[pattern].name} (empty text)")
             if not any(m.image for m in meta.values()):
                 notes.append(f"no image URLs in {files[pattern].name}")
             return [meta[i].text() if i in meta else "" for i in item_ids], [meta[i].image if i in meta else "" for i in item_ids], notes
     if KEYWORDS in files:
         words = read_keyword_text(files[KEYWORDS])
         notes = [KEYWORD_NOTE, "no image URLs (no item metadata in the folder)"]
-        empty = len(wanted - {i for i, w in words.items() if w})
-        if empty:
-            notes.append(f"{empty} of {len(wanted)} items have no keyword text (empty text)")
         return [words.get(i, "") for i in item_ids], [""] * len(item_ids), notes
     return [""] * len(item_ids), [""] * len(item_ids), ["no item metadata in the folder: item texts and images are empty"]
 

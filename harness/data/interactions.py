@@ -52,11 +52,8 @@ def raw_from_table(
 
 
 def with_metadata(raw: RawData, item_meta: dict[str, tuple[str, str]], notes: list[str]) -> RawData:
-    """Fill texts/images from ``item_meta``; note how many items have no metadata."""
+    """Fill texts/images from ``item_meta`` (raw id -> (text, image)); absent items get ""."""
     raw.texts = [item_meta.get(i, ("", ""))[0] for i in raw.item_ids]
     raw.images = [item_meta.get(i, ("", ""))[1] for i in raw.item_ids]
     raw.notes = list(notes)
-    missing = sum(1 for i in raw.item_ids if i not in item_meta)
-    if missing:
-        raw.notes.append(f"{missing} of {len(raw.item_ids)} items have no metadata (empty text)")
     return raw

@@ -18,7 +18,7 @@ from harness.data.registry import DatasetSpec, Layout, RawData, get_spec
 from harness.data.tables import ItemTable, SequenceDataset
 
 log = logging.getLogger(__name__)
-CACHE_VERSION = 1  # bump when readers change what they produce
+CACHE_VERSION = 2  # bump when readers change what they produce
 
 
 class DatasetNoteWarning(UserWarning):
@@ -32,6 +32,12 @@ def _digests(layout: Layout, files: dict[str, Path], verify: bool) -> dict[str, 
         expected = layout.checksums.get(path.name) if verify else None
         out[path.name] = verify_sha256(path, expected) if expected else sha256_file(path)
     return out
+
+
+def _empty_text_note(raw: RawData) -> list[str]:
+    """Counted after filtering, so it describes the items that are actually used."""
+    empty = sum(1 for t in raw.texts if not t)
+    return [f"{empty} of {len(raw.texts)} items have no text (empty string)"] if empty else []
 
 
 def _cache_path(spec: DatasetSpec, layout: str, digests: dict[str, str]) -> Path:
@@ -80,8 +86,9 @@ def load_dataset(
     else:
         log.info("building %s from %s (%s layout)", name, folder, layout.name)
         raw = apply_kcore(layout.reader(files), spec.k_core)
+        raw.notes += _empty_text_note(raw)
         if use_cache:
             _save(path, raw, source)
-    for note in raw.notes:
-        warnings.warn(f"{name}: {note}", DatasetNoteWarning, stacklevel=2)
+    if raw.notes:
+        warnings.warn(f"{name}: {'; '.join(raw.notes)}", DatasetNoteWarning, stacklevel=2)
     return _to_dataset(name, raw, source)

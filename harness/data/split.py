@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -83,6 +84,14 @@ def compute_split(lengths: np.ndarray, protocol: str = "paper", valid_fraction: 
     return Split(protocol, valid_start, test_start, lengths)
 
 
+def split_path(dataset: SequenceDataset, protocol: str, valid_fraction: float, seed: int, test_fraction: float = 0.2) -> Path:
+    """Cache file of a split: keyed by the dataset's content fingerprint and every parameter."""
+    params = {"v": SPLIT_VERSION, "data": dataset.fingerprint(), "protocol": protocol,
+              "valid_fraction": valid_fraction, "test_fraction": test_fraction, "seed": seed}
+    key = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:20]
+    return cache_root() / "splits" / f"{dataset.name}-{protocol}-{key}.npz"
+
+
 def make_split(
     dataset: SequenceDataset,
     protocol: str = "paper",
@@ -98,10 +107,7 @@ def make_split(
     part of the cache key so a future randomised protocol cannot collide with these.
     """
     _check(protocol, valid_fraction, test_fraction)
-    params = {"v": SPLIT_VERSION, "data": dataset.fingerprint(), "protocol": protocol,
-              "valid_fraction": valid_fraction, "test_fraction": test_fraction, "seed": seed}
-    key = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:20]
-    path = cache_root() / "splits" / f"{dataset.name}-{protocol}-{key}.npz"
+    path = split_path(dataset, protocol, valid_fraction, seed, test_fraction)
     lengths = dataset.lengths()
     cached = load_npz(path) if use_cache else None
     if cached is not None and np.array_equal(cached.get("lengths"), lengths):
