@@ -16,15 +16,17 @@ ASINS = ["B000TOY001", "B000TOY002", "B000TOY003", "B000TOY004", "B000TOY005"]
 def write_sequences(folder: Path) -> None:
     """Six users who each bought the five toys (a 5-core), plus one rare toy that 5-core removes."""
     folder.mkdir(parents=True, exist_ok=True)
-    lines = [f"U{u} " + " ".join(ASINS[u % 5:] + ASINS[: u % 5]) for u in range(6)]
+    lines = [f"U{u} " + " ".join(ASINS[u % 5 :] + ASINS[: u % 5]) for u in range(6)]
     lines[0] += " B000RARE99"
     (folder / "user_sequence_asin.txt").write_text("\n".join(lines) + "\n")
 
 
 META_2014 = [
-    "{'asin': 'B000TOY001', 'title': 'Wooden Puzzle', 'brand': 'Melissa & Doug', 'price': 9.99, "
-    "'imUrl': 'http://ecx.images-amazon.com/images/I/1.jpg', 'categories': [['Toys & Games', 'Puzzles'], ['Toys & Games']], "
-    "'description': \"A 'classic' puzzle.\", 'related': {'also_bought': ['B000TOY002']}}",
+    (
+        "{'asin': 'B000TOY001', 'title': 'Wooden Puzzle', 'brand': 'Melissa & Doug', 'price': 9.99, "
+        "'imUrl': 'http://ecx.images-amazon.com/images/I/1.jpg', 'categories': [['Toys & Games', 'Puzzles'], ['Toys & Games']], "
+        "'description': \"A 'classic' puzzle.\", 'related': {'also_bought': ['B000TOY002']}}"
+    ),
     '{"asin": "B000TOY002", "title": "Kite", "categories": [["Toys & Games", "Outdoor Play"]]}',
     "{'asin': 'B000NOTUSED', 'title': 'Not in the dataset'}",
     "{'asin': 'B000TOY003', 'title': 'Yo-yo', 'salesRank': {'Toys & Games': 5}}",
@@ -37,7 +39,9 @@ def test_meta_2014_python_literal_gz(tmp_path):
     write_sequences(folder)
     with gzip.open(folder / "meta_Toys_and_Games.json.gz", "wt") as f:
         f.write("\n".join(META_2014) + "\n")
-    with pytest.warns(DatasetNoteWarning, match=r"item text from meta_Toys_and_Games\.json\.gz; 1 of 5 items have no text"):
+    with pytest.warns(
+        DatasetNoteWarning, match=r"item text from meta_Toys_and_Games\.json\.gz; 1 of 5 items have no text"
+    ):
         ds = load_dataset("amazon-toys", tmp_path)
     assert ds.items.raw_ids == ASINS  # first-appearance order; the rare toy is filtered by 5-core
     assert (ds.num_users, ds.num_interactions) == (6, 30)
@@ -56,18 +60,35 @@ def test_meta_2014_malformed_line(tmp_path):
     write_sequences(folder)
     broken = META_2014[:3] + ["{'asin': 'B000TOY003', 'title': 'Yo-yo'"]
     (folder / "meta_Toys_and_Games.json").write_text("\n".join(broken) + "\n")
-    with pytest.raises(DataFormatError, match=r"meta_Toys_and_Games\.json, line 4: not a JSON object or Python dict literal"):
+    with pytest.raises(
+        DataFormatError, match=r"meta_Toys_and_Games\.json, line 4: not a JSON object or Python dict literal"
+    ):
         load_dataset("amazon-toys", tmp_path)
 
 
 RECORDS_2023 = [
-    {"main_category": "Toys & Games", "title": "Wooden Puzzle", "store": "Melissa & Doug",
-     "features": ["24 pieces"], "description": ["Ages 3+.", "Made of wood."], "categories": ["Toys & Games", "Puzzles"],
-     "images": [{"thumb": "t1.jpg", "large": "l1.jpg", "variant": "MAIN", "hi_res": "h1.jpg"}],
-     "details": {"Brand": "M&D"}, "parent_asin": "B000TOY001"},
-    {"main_category": "Toys & Games", "title": "Kite", "store": None, "features": [], "description": [],
-     "categories": [], "images": [{"thumb": "t2.jpg", "large": "l2.jpg", "variant": "MAIN", "hi_res": None}],
-     "details": {"Brand": "SkyCo"}, "parent_asin": "B000TOY002"},
+    {
+        "main_category": "Toys & Games",
+        "title": "Wooden Puzzle",
+        "store": "Melissa & Doug",
+        "features": ["24 pieces"],
+        "description": ["Ages 3+.", "Made of wood."],
+        "categories": ["Toys & Games", "Puzzles"],
+        "images": [{"thumb": "t1.jpg", "large": "l1.jpg", "variant": "MAIN", "hi_res": "h1.jpg"}],
+        "details": {"Brand": "M&D"},
+        "parent_asin": "B000TOY001",
+    },
+    {
+        "main_category": "Toys & Games",
+        "title": "Kite",
+        "store": None,
+        "features": [],
+        "description": [],
+        "categories": [],
+        "images": [{"thumb": "t2.jpg", "large": "l2.jpg", "variant": "MAIN", "hi_res": None}],
+        "details": {"Brand": "SkyCo"},
+        "parent_asin": "B000TOY002",
+    },
 ]
 EXPECTED_2023 = [
     "Wooden Puzzle. Brand: Melissa & Doug. Categories: Toys & Games, Puzzles. Ages 3+. Made of wood. 24 pieces",
@@ -79,7 +100,9 @@ def test_meta_2023_jsonl(tmp_path):
     folder = tmp_path / "amazon-toys"
     write_sequences(folder)
     (folder / "meta_Toys_and_Games.jsonl").write_text("".join(json.dumps(r) + "\n" for r in RECORDS_2023))
-    with pytest.warns(DatasetNoteWarning, match=r"item text from meta_Toys_and_Games\.jsonl; 3 of 5 items have no text"):
+    with pytest.warns(
+        DatasetNoteWarning, match=r"item text from meta_Toys_and_Games\.jsonl; 3 of 5 items have no text"
+    ):
         ds = load_dataset("amazon-toys", tmp_path)
     assert ds.items.texts[:2] == EXPECTED_2023 and ds.items.texts[2:] == ["", "", ""]
     assert ds.items.images[:2] == ["h1.jpg", "l2.jpg"]

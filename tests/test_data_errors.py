@@ -123,10 +123,9 @@ def test_unknown_name_lists_valid_names_closest_first(tmp_path):
 
 def test_atomic_path_leaves_nothing_on_failure(tmp_path):
     dest = tmp_path / "out" / "x.npz"
-    with pytest.raises(RuntimeError):
-        with atomic_path(dest) as tmp:
-            tmp.write_bytes(b"half")
-            raise RuntimeError("interrupted")
+    with pytest.raises(RuntimeError), atomic_path(dest) as tmp:
+        tmp.write_bytes(b"half")
+        raise RuntimeError("interrupted")
     assert not dest.exists() and list((tmp_path / "out").iterdir()) == []
 
 
@@ -151,7 +150,9 @@ def make_zip(tmp_path: Path) -> tuple[Path, str]:
 
 def test_fetch_zip_verifies_md5_and_extracts(tmp_path):
     archive, md5 = make_zip(tmp_path)
-    source = Source(archive.as_uri(), "ml-100k.zip", md5=md5, extract={"ml-100k/u.data": "u.data", "ml-100k/u.item": "u.item"})
+    source = Source(
+        archive.as_uri(), "ml-100k.zip", md5=md5, extract={"ml-100k/u.data": "u.data", "ml-100k/u.item": "u.item"}
+    )
     folder = tmp_path / "data" / "ml-100k"
     assert sorted(p.name for p in fetch_source(source, folder)) == ["u.data", "u.item"]
     assert sorted(p.name for p in folder.iterdir()) == ["u.data", "u.item"]  # the zip and temp dir are gone

@@ -74,7 +74,9 @@ def test_amazon_uses_chronological_asin_file_and_s3rec_ids(data_dir):
         tokens = lines[u].split()
         assert ds.user_ids[u] == tokens[0]
         assert [ds.items.raw_ids[i] for i in ds.sequences[u]] == tokens[1:]
-    keywords = dict(line.split(" ", 1) for line in (folder / "item_textual_id_idgenrec.txt").read_text().splitlines() if " " in line)
+    keywords = dict(
+        line.split(" ", 1) for line in (folder / "item_textual_id_idgenrec.txt").read_text().splitlines() if " " in line
+    )
     assert ds.items.texts[0] == keywords[ds.items.raw_ids[0]].strip()
     assert sum(t == "" for t in ds.items.texts) == 1  # one item's keyword ID is empty in the shipped file
 
@@ -114,6 +116,15 @@ def test_cli_stats_text_and_list(capsys):
 def test_stats_of_small_dataset_by_hand():
     from harness.data import ItemTable, SequenceDataset
 
-    ds = SequenceDataset("t", ["a", "b"], [np.array([0, 1, 2]), np.array([1])], ItemTable(["x", "y", "z"], [""] * 3, [""] * 3))
-    assert dataset_stats(ds) == {"users": 2, "items": 3, "interactions": 4, "avg_len": 2.0,
-                                 "sparsity": round(1 - 4 / 6, 6), "min_len": 1, "max_len": 3}
+    ds = SequenceDataset(
+        "t", ["a", "b"], [np.array([0, 1, 2]), np.array([1])], ItemTable(["x", "y", "z"], [""] * 3, [""] * 3)
+    )
+    assert dataset_stats(ds) == {
+        "users": 2,
+        "items": 3,
+        "interactions": 4,
+        "avg_len": 2.0,
+        "sparsity": round(1 - 4 / 6, 6),
+        "min_len": 1,
+        "max_len": 3,
+    }

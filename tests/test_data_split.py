@@ -83,8 +83,8 @@ def test_histories_hold_only_earlier_positions():
     assert hist.shape == (len(users), 50)
     for row in range(0, len(users), 97):  # a spread of targets, checked exactly
         u, p = users[row], positions[row]
-        expected = ds.sequences[u][max(0, p - 50):p]
-        assert np.array_equal(hist[row][50 - len(expected):], expected)
+        expected = ds.sequences[u][max(0, p - 50) : p]
+        assert np.array_equal(hist[row][50 - len(expected) :], expected)
         assert (hist[row][: 50 - len(expected)] == -1).all()
     # the target itself is never its own history: with max_len = p the row is exactly seq[:p]
     short = history_matrix(ds, users[:1], positions[:1], max_len=int(positions[0]) + 5)

@@ -3,9 +3,11 @@
 from harness.data import amazon as _amazon  # noqa: F401  (registers the Amazon datasets)
 from harness.data import movielens as _movielens  # noqa: F401  (registers the MovieLens datasets)
 from harness.data.errors import ChecksumError, DataError, DataFormatError, MissingDataError, UnknownDatasetError
+from harness.data.fetch import fetch_dataset
 from harness.data.loading import DatasetNoteWarning, load_dataset
 from harness.data.registry import DatasetSpec, Layout, Source, get_spec, list_datasets, register_dataset
-from harness.data.split import Split, eval_targets, history_matrix, make_split, train_sequences
+from harness.data.split import Split, compute_split, eval_targets, history_matrix, make_split, train_sequences
+from harness.data.stats import dataset_stats
 from harness.data.tables import ItemTable, SequenceDataset
 
 __all__ = [
@@ -21,7 +23,10 @@ __all__ = [
     "Source",
     "Split",
     "UnknownDatasetError",
+    "compute_split",
+    "dataset_stats",
     "eval_targets",
+    "fetch_dataset",
     "get_spec",
     "history_matrix",
     "list_datasets",

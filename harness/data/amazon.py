@@ -101,12 +101,20 @@ def item_metadata(files: dict[str, Path], item_ids: list[str], category: str) ->
             notes = [f"item text from {files[pattern].name}"]
             if not any(m.image for m in meta.values()):
                 notes.append(f"no image URLs in {files[pattern].name}")
-            return [meta[i].text() if i in meta else "" for i in item_ids], [meta[i].image if i in meta else "" for i in item_ids], notes
+            return (
+                [meta[i].text() if i in meta else "" for i in item_ids],
+                [meta[i].image if i in meta else "" for i in item_ids],
+                notes,
+            )
     if KEYWORDS in files:
         words = read_keyword_text(files[KEYWORDS])
         notes = [KEYWORD_NOTE, "no image URLs (no item metadata in the folder)"]
         return [words.get(i, "") for i in item_ids], [""] * len(item_ids), notes
-    return [""] * len(item_ids), [""] * len(item_ids), ["no item metadata in the folder: item texts and images are empty"]
+    return (
+        [""] * len(item_ids),
+        [""] * len(item_ids),
+        ["no item metadata in the folder: item texts and images are empty"],
+    )
 
 
 def build_raw(files: dict[str, Path], category: str, sequences: tuple[list[str], np.ndarray, list[str]]) -> RawData:
@@ -133,46 +141,87 @@ def reviews_layout(files: dict[str, Path], category: str, name: str) -> RawData:
 # ---- registry entries --------------------------------------------------------------------------
 
 
-def amazon_spec(name: str, category: str, checksums: dict[str, str], paper: tuple[int, int, int], note: str) -> DatasetSpec:
+def amazon_spec(
+    name: str, category: str, checksums: dict[str, str], paper: tuple[int, int, int], note: str
+) -> DatasetSpec:
     """One Amazon 2014 5-core dataset: the shipped IDGenRec/P5 layouts or the official reviews file."""
     optional = ("datamaps.json", f"meta_{category}.json.gz", f"meta_{category}.json", *META_2023, KEYWORDS)
     reviews = (f"reviews_{category}_5.json.gz", f"reviews_{category}_5.json")
     layouts = (
-        Layout("asin-sequences", ("user_sequence_asin.txt",), partial(asin_layout, category=category), optional,
-               "chronologically sorted reviewerID + ASIN sequences (IDGenRec), shipped", checksums),
-        *(Layout("reviews-2014", (r,), partial(reviews_layout, category=category, name=r), optional,
-                 "official 2014 5-core reviews, sorted by unixReviewTime", checksums) for r in reviews),
-        Layout("p5", ("sequential_data.txt", "datamaps.json"), partial(p5_layout, category=category), optional,
-               "P5/S3Rec integer sequences + datamaps.json", checksums),
+        Layout(
+            "asin-sequences",
+            ("user_sequence_asin.txt",),
+            partial(asin_layout, category=category),
+            optional,
+            "chronologically sorted reviewerID + ASIN sequences (IDGenRec), shipped",
+            checksums,
+        ),
+        *(
+            Layout(
+                "reviews-2014",
+                (r,),
+                partial(reviews_layout, category=category, name=r),
+                optional,
+                "official 2014 5-core reviews, sorted by unixReviewTime",
+                checksums,
+            )
+            for r in reviews
+        ),
+        Layout(
+            "p5",
+            ("sequential_data.txt", "datamaps.json"),
+            partial(p5_layout, category=category),
+            optional,
+            "P5/S3Rec integer sequences + datamaps.json",
+            checksums,
+        ),
     )
     sources = (
         Source(f"{SNAP}/reviews_{category}_5.json.gz", f"reviews_{category}_5.json.gz"),
         Source(f"{SNAP}/meta_{category}.json.gz", f"meta_{category}.json.gz"),
     )
-    return DatasetSpec(name, f"Amazon {category} (2014, 5-core). {note}", layouts,
-                       ("title", "brand", "categories", "description"), sources, paper)
+    return DatasetSpec(
+        name,
+        f"Amazon {category} (2014, 5-core). {note}",
+        layouts,
+        ("title", "brand", "categories", "description"),
+        sources,
+        paper,
+    )
 
 
 @register_dataset
 def amazon_beauty() -> DatasetSpec:
-    return amazon_spec("amazon-beauty", "Beauty", {
-        "datamaps.json": "715ab04838ff1ba21238475ed453a89e8c30aa6214b904d27a79e4168fc7b612",
-        "item2attributes_s3rec.json": "129e40f67486f6877eff0f5318cfa8530ee8ac23d8b0d1de04e1bb7a2ba0b2d4",
-        KEYWORDS: "1a90f934fe506747f094b181f791ece593e2f86bb15e5420d910e6de4882b456",
-        "sequential_data.txt": "f85a84ab47d70e82bf0e7301804270af10fb51e127ab8f0885697d593f6f6d43",
-        "user_sequence_asin.txt": "47197cbee7bdc1896926e10d96b807dce0aecb9a1f0c2ccc887c21090237c9b7",
-    }, (22363, 12101, 198502), "Shipped without titles: keyword text only.")
+    return amazon_spec(
+        "amazon-beauty",
+        "Beauty",
+        {
+            "datamaps.json": "715ab04838ff1ba21238475ed453a89e8c30aa6214b904d27a79e4168fc7b612",
+            "item2attributes_s3rec.json": "129e40f67486f6877eff0f5318cfa8530ee8ac23d8b0d1de04e1bb7a2ba0b2d4",
+            KEYWORDS: "1a90f934fe506747f094b181f791ece593e2f86bb15e5420d910e6de4882b456",
+            "sequential_data.txt": "f85a84ab47d70e82bf0e7301804270af10fb51e127ab8f0885697d593f6f6d43",
+            "user_sequence_asin.txt": "47197cbee7bdc1896926e10d96b807dce0aecb9a1f0c2ccc887c21090237c9b7",
+        },
+        (22363, 12101, 198502),
+        "Shipped without titles: keyword text only.",
+    )
 
 
 @register_dataset
 def amazon_sports() -> DatasetSpec:
-    return amazon_spec("amazon-sports", "Sports_and_Outdoors", {
-        "datamaps.json": "4a4d9785ab99a89a499f25023892a647a2280086041c9c9d7169c9dc2ee0b715",
-        "item2attributes_s3rec.json": "7fb10733ac4f1811384a52144cdefa7fcc7536fa80a7232c5da9bd789155c34b",
-        KEYWORDS: "710b6d9b661aebcd065b861e4076f5e3cc66bdd9735e462ca2db90d5cc951593",
-        "sequential_data.txt": "2a095e0648872beb9982408958290f5d655db5be2911c3756b5446de9f0b8de2",
-        "user_sequence_asin.txt": "771ce98798c545aab4b48b30ecc1b7ebd045c41d287b87f07abbd773e11b6042",
-    }, (35598, 18357, 296337), "Shipped without titles: keyword text only.")
+    return amazon_spec(
+        "amazon-sports",
+        "Sports_and_Outdoors",
+        {
+            "datamaps.json": "4a4d9785ab99a89a499f25023892a647a2280086041c9c9d7169c9dc2ee0b715",
+            "item2attributes_s3rec.json": "7fb10733ac4f1811384a52144cdefa7fcc7536fa80a7232c5da9bd789155c34b",
+            KEYWORDS: "710b6d9b661aebcd065b861e4076f5e3cc66bdd9735e462ca2db90d5cc951593",
+            "sequential_data.txt": "2a095e0648872beb9982408958290f5d655db5be2911c3756b5446de9f0b8de2",
+            "user_sequence_asin.txt": "771ce98798c545aab4b48b30ecc1b7ebd045c41d287b87f07abbd773e11b6042",
+        },
+        (35598, 18357, 296337),
+        "Shipped without titles: keyword text only.",
+    )
 
 
 @register_dataset
@@ -182,5 +231,6 @@ def amazon_toys() -> DatasetSpec:
 
 @register_dataset
 def amazon_clothing() -> DatasetSpec:
-    return amazon_spec("amazon-clothing", "Clothing_Shoes_and_Jewelry", {}, (39387, 23033, 278677),
-                       "Files supplied by the user.")
+    return amazon_spec(
+        "amazon-clothing", "Clothing_Shoes_and_Jewelry", {}, (39387, 23033, 278677), "Files supplied by the user."
+    )

@@ -21,9 +21,8 @@ def unpack_json(array: np.ndarray) -> object:
 
 def save_npz(path: Path, **arrays: np.ndarray) -> None:
     """Write arrays to ``path`` atomically (temp file + rename): readers never see half a file."""
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)
 
 
 def load_npz(path: Path) -> dict[str, np.ndarray] | None:

@@ -23,7 +23,9 @@ def _parser() -> argparse.ArgumentParser:
     fetch = sub.add_parser("fetch", help="download the official files (needs internet)")
     for p in (stats, fetch):
         p.add_argument("--dataset", required=True, help="a registered name (see `harness data list`)")
-        p.add_argument("--data-dir", default=None, help="folder holding one sub-folder per dataset (default $HARNESS_DATA_DIR)")
+        p.add_argument(
+            "--data-dir", default=None, help="folder holding one sub-folder per dataset (default $HARNESS_DATA_DIR)"
+        )
     stats.add_argument("--json", action="store_true", help="print one JSON object")
     fetch.add_argument("--force", action="store_true", help="download again even when the files are present")
     list_ = sub.choices["list"]

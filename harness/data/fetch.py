@@ -24,7 +24,9 @@ def _stream(url: str, dest: Path, timeout: float) -> dict[str, str]:
     written = 0
     with urllib.request.urlopen(url, timeout=timeout) as response, open(dest, "wb") as out:
         total = response.headers.get("Content-Length")
-        with tqdm(total=int(total) if total else None, unit="B", unit_scale=True, desc=Path(url).name, leave=False) as bar:
+        with tqdm(
+            total=int(total) if total else None, unit="B", unit_scale=True, desc=Path(url).name, leave=False
+        ) as bar:
             while block := response.read(1 << 20):
                 out.write(block)
                 for h in digests.values():
@@ -83,7 +85,9 @@ def fetch_source(source: Source, folder: Path, timeout: float = 60.0) -> list[Pa
         return _extract(archive, source.extract, folder)
 
 
-def fetch_dataset(name: str, data_dir: str | Path | None = None, force: bool = False, timeout: float = 60.0) -> list[Path]:
+def fetch_dataset(
+    name: str, data_dir: str | Path | None = None, force: bool = False, timeout: float = 60.0
+) -> list[Path]:
     """Download the official files of ``name`` into ``<data_dir>/<name>/`` (skips what is present)."""
     spec = get_spec(name)
     if not spec.sources:

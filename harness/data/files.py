@@ -56,9 +56,7 @@ def atomic_path(dest: str | Path) -> Iterator[Path]:
 def open_text(path: str | Path) -> io.TextIOBase:
     """Open a text file, transparently gunzipping ``*.gz``; UTF-8 with a Latin-1 fallback."""
     path = Path(path)
-    raw = gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
-    data = raw.read()
-    raw.close()
+    data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:  # GroupLens originals are Latin-1
@@ -66,12 +64,10 @@ def open_text(path: str | Path) -> io.TextIOBase:
     return io.StringIO(text)
 
 
-def numbered_lines(path: str | Path, skip_header: bool = False) -> Iterator[tuple[int, str]]:
+def numbered_lines(path: str | Path) -> Iterator[tuple[int, str]]:
     """(1-based line number, line without newline) for each non-blank line."""
     with open_text(path) as f:
         for number, line in enumerate(f, start=1):
-            if skip_header and number == 1:
-                continue
             line = line.rstrip("\r\n")
             if line.strip():
                 yield number, line

@@ -48,12 +48,20 @@ def _cache_path(spec: DatasetSpec, layout: str, digests: dict[str, str]) -> Path
 def _to_dataset(name: str, raw: RawData, source: dict) -> SequenceDataset:
     offsets = np.cumsum(raw.lengths)[:-1]
     sequences = np.split(raw.items.astype(np.int64), offsets) if len(raw.lengths) else []
-    return SequenceDataset(name, raw.user_ids, sequences, ItemTable(raw.item_ids, raw.texts, raw.images), raw.notes, source)
+    return SequenceDataset(
+        name, raw.user_ids, sequences, ItemTable(raw.item_ids, raw.texts, raw.images), raw.notes, source
+    )
 
 
 def _save(path: Path, raw: RawData, source: dict) -> None:
     strings = {"users": raw.user_ids, "items": raw.item_ids, "texts": raw.texts, "images": raw.images}
-    save_npz(path, lengths=raw.lengths, flat=raw.items, strings=pack_json(strings), meta=pack_json({"notes": raw.notes, "source": source}))
+    save_npz(
+        path,
+        lengths=raw.lengths,
+        flat=raw.items,
+        strings=pack_json(strings),
+        meta=pack_json({"notes": raw.notes, "source": source}),
+    )
 
 
 def _load(path: Path) -> tuple[RawData, dict] | None:

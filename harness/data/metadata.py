@@ -165,7 +165,9 @@ def read_item_metadata(path: Path, wanted: set[str]) -> dict[str, ItemMeta]:
         return read_meta_lines(path, wanted, "2023")
     if name.endswith((".json", ".json.gz")):
         return read_meta_lines(path, wanted, "2014")
-    raise DataFormatError(path, None, "unknown metadata format; expected .json(.gz) (2014), .jsonl(.gz) or .parquet (2023)")
+    raise DataFormatError(
+        path, None, "unknown metadata format; expected .json(.gz) (2014), .jsonl(.gz) or .parquet (2023)"
+    )
 
 
 def read_keyword_text(path: Path) -> dict[str, str]:

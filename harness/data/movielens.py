@@ -13,10 +13,27 @@ from harness.data.interactions import code_numeric, raw_from_table, with_metadat
 from harness.data.registry import DatasetSpec, Layout, RawData, Source, register_dataset
 
 GROUPLENS = "https://files.grouplens.org/datasets/movielens"
-ML100K_GENRES = (
-    "unknown Action Adventure Animation Children's Comedy Crime Documentary Drama Fantasy "
-    "Film-Noir Horror Musical Mystery Romance Sci-Fi Thriller War Western"
-).split()
+ML100K_GENRES = [
+    "unknown",
+    "Action",
+    "Adventure",
+    "Animation",
+    "Children's",
+    "Comedy",
+    "Crime",
+    "Documentary",
+    "Drama",
+    "Fantasy",
+    "Film-Noir",
+    "Horror",
+    "Musical",
+    "Mystery",
+    "Romance",
+    "Sci-Fi",
+    "Thriller",
+    "War",
+    "Western",
+]
 
 
 def _ints(path: Path, number: int, fields: list[str], what: str) -> list[int]:
@@ -59,20 +76,18 @@ def read_rating_table(path: Path, sep: str, header: bool = False) -> tuple[np.nd
 
     With ``header`` (RecBole ``.inter``), columns are found by their ``user_id``/``item_id``/``timestamp`` names.
     """
-    cols = (0, 1, 3)
-    rows = []
+    cols, width, rows = (0, 1, 3), 4, []
     for number, line in numbered_lines(path):
         fields = line.split(sep)
         if header and number == 1:
             names = [f.split(":")[0] for f in fields]
             if not {"user_id", "item_id", "timestamp"} <= set(names):
                 raise DataFormatError(path, 1, f"header needs user_id, item_id, timestamp columns, got {names}")
-            cols = (names.index("user_id"), names.index("item_id"), names.index("timestamp"))
-            width = len(names)
+            cols, width = (names.index("user_id"), names.index("item_id"), names.index("timestamp")), len(names)
             continue
-        if len(fields) != (width if header else 4):
+        if len(fields) != width:
             raise DataFormatError(
-                path, number, f"expected {width if header else 4} {sep!r}-separated fields, got {len(fields)}: {line!r}"
+                path, number, f"expected {width} {sep!r}-separated fields, got {len(fields)}: {line!r}"
             )
         rows.append(_ints(path, number, [fields[c] for c in cols], "integer user, item and timestamp"))
     table = np.asarray(rows, dtype=np.int64).reshape(-1, 3)
@@ -117,7 +132,9 @@ def read_u_item(path: Path) -> dict[str, tuple[str, str]]:
     for number, line in numbered_lines(path):
         fields = line.split("|")
         if len(fields) != 5 + len(ML100K_GENRES) or not fields[0].isdigit():
-            raise DataFormatError(path, number, f"expected {5 + len(ML100K_GENRES)} '|'-separated fields, got {len(fields)}")
+            raise DataFormatError(
+                path, number, f"expected {5 + len(ML100K_GENRES)} '|'-separated fields, got {len(fields)}"
+            )
         genres = [g for g, flag in zip(ML100K_GENRES, fields[5:]) if flag.strip() == "1"]
         year = fields[2][-4:] if re.fullmatch(r".*\d{4}", fields[2]) else ""
         meta[fields[0]] = (item_text(fields[1], genres, year), "")

@@ -15,7 +15,11 @@ def data_root(data_dir: str | Path | None = None) -> Path:
     env = os.environ.get("HARNESS_DATA_DIR")
     if env:
         return Path(env).expanduser()
-    for candidate in (Path.cwd() / "data", _REPO.parent / "shared" / "datasets", Path.cwd().parent / "shared" / "datasets"):
+    for candidate in (
+        Path.cwd() / "data",
+        _REPO.parent / "shared" / "datasets",
+        Path.cwd().parent / "shared" / "datasets",
+    ):
         if candidate.is_dir():
             return candidate
     return Path.cwd() / "data"

@@ -73,7 +73,9 @@ def _check(protocol: str, valid_fraction: float, test_fraction: float) -> None:
         raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
 
 
-def compute_split(lengths: np.ndarray, protocol: str = "paper", valid_fraction: float = 0.1, test_fraction: float = 0.2) -> Split:
+def compute_split(
+    lengths: np.ndarray, protocol: str = "paper", valid_fraction: float = 0.1, test_fraction: float = 0.2
+) -> Split:
     """The split of sequences with these lengths (pure, no cache)."""
     _check(protocol, valid_fraction, test_fraction)
     lengths = np.asarray(lengths, dtype=np.int64)
@@ -84,10 +86,18 @@ def compute_split(lengths: np.ndarray, protocol: str = "paper", valid_fraction: 
     return Split(protocol, valid_start, test_start, lengths)
 
 
-def split_path(dataset: SequenceDataset, protocol: str, valid_fraction: float, seed: int, test_fraction: float = 0.2) -> Path:
+def split_path(
+    dataset: SequenceDataset, protocol: str, valid_fraction: float, seed: int, test_fraction: float = 0.2
+) -> Path:
     """Cache file of a split: keyed by the dataset's content fingerprint and every parameter."""
-    params = {"v": SPLIT_VERSION, "data": dataset.fingerprint(), "protocol": protocol,
-              "valid_fraction": valid_fraction, "test_fraction": test_fraction, "seed": seed}
+    params = {
+        "v": SPLIT_VERSION,
+        "data": dataset.fingerprint(),
+        "protocol": protocol,
+        "valid_fraction": valid_fraction,
+        "test_fraction": test_fraction,
+        "seed": seed,
+    }
     key = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:20]
     return cache_root() / "splits" / f"{dataset.name}-{protocol}-{key}.npz"
 

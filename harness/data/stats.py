@@ -22,11 +22,13 @@ def dataset_stats(dataset: SequenceDataset) -> dict[str, float | int]:
 
 def format_stats(name: str, stats: dict[str, float | int]) -> str:
     """One human-readable block."""
-    return "\n".join([
-        f"dataset       {name}",
-        f"users         {stats['users']:,}",
-        f"items         {stats['items']:,}",
-        f"interactions  {stats['interactions']:,}",
-        f"avg_len       {stats['avg_len']:.2f}  (min {stats['min_len']}, max {stats['max_len']})",
-        f"sparsity      {100 * stats['sparsity']:.4f}%",
-    ])
+    return "\n".join(
+        [
+            f"dataset       {name}",
+            f"users         {stats['users']:,}",
+            f"items         {stats['items']:,}",
+            f"interactions  {stats['interactions']:,}",
+            f"avg_len       {stats['avg_len']:.2f}  (min {stats['min_len']}, max {stats['max_len']})",
+            f"sparsity      {100 * stats['sparsity']:.4f}%",
+        ]
+    )
