@@ -175,3 +175,28 @@ def test_fetch_truncated_gzip_without_checksum_keeps_nothing(tmp_path):
     with pytest.raises(DataError, match="corrupt or truncated"):
         fetch_source(Source(src.as_uri(), src.name), folder)
     assert list(folder.iterdir()) == []
+
+
+def test_ml1m_grouplens_layout_latin1_titles(tmp_path):
+    folder = tmp_path / "ml-1m"
+    folder.mkdir()
+    ratings = [f"{u}::{m}::5::{978300000 + (m * 37 + u) % 11}" for u in range(1, 7) for m in range(1, 7)]
+    (folder / "ratings.dat").write_text("\n".join(ratings) + "\n")
+    movies = [f"{m}::Movie {m} (2000)::Drama|Comedy" for m in range(1, 7)]
+    movies[0] = "1::Café Society (1995)::Drama"
+    (folder / "movies.dat").write_bytes(("\n".join(movies) + "\n").encode("latin-1"))  # as GroupLens ships it
+    ds = load_dataset("ml-1m", tmp_path)
+    assert ds.source["layout"] == "grouplens" and ds.num_interactions == 36
+    assert ds.items.texts[0] == "Café Society (1995). Genres: Drama"
+    times = {(int(u), int(m)): int(t) for u, m, _, t in (r.split("::") for r in ratings)}
+    for user, seq in zip(ds.user_ids, ds.sequences):
+        stamps = [times[(int(user), int(ds.items.raw_ids[i]))] for i in seq]
+        assert stamps == sorted(stamps)
+
+
+def test_cli_unknown_dataset_exits_1(capsys):
+    from harness.data.cli import main
+
+    assert main(["stats", "--dataset", "amazon-beuty"]) == 1
+    err = capsys.readouterr().err
+    assert "unknown dataset 'amazon-beuty'; valid names (closest first): amazon-beauty" in err
