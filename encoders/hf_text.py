@@ -73,13 +73,13 @@ class HFTextSpec(EncoderSpec):
                 torch.manual_seed(self.seed)
                 model = self.model_class(self.config())
             return model, tiny_tokenizer()
-        path = local_or_snapshot(self, options)
         if self.remote_code and not options.trust_remote_code:
             raise PermissionError(
                 f"encoder {self.name!r} ({self.weights}) is a legacy remote-code checkpoint; it runs code "
                 "from the checkpoint folder. Pass trust_remote_code=True (--trust-remote-code) to allow it, "
                 "or use 'chatglm' (the GLM architecture transformers implements natively)."
             )
+        path = local_or_snapshot(self, options)
         model_cls = self.model_class
         if self.remote_code:
             from transformers import AutoModel as model_cls  # noqa: N813 - the remote class is only known at load
@@ -250,11 +250,14 @@ def tiny_bert() -> HFTextSpec:
     return _tiny("tiny-bert", "bert", BertModel, cfg, 32, "mean")
 
 
+_T5_TYPES = ("t5", "mt5", "umt5", "longt5")
+
+
 def model_class_for(config: PretrainedConfig) -> type:
     """The transformers class that returns token states for ``config`` (T5 family: encoder only)."""
     from transformers import MODEL_MAPPING
 
-    if config.model_type in ("t5", "mt5", "umt5", "longt5"):
+    if config.model_type in _T5_TYPES:
         return T5EncoderModel if config.model_type == "t5" else _encoder_class(config.model_type)
     try:
         return MODEL_MAPPING[type(config)]
@@ -270,9 +273,12 @@ def _encoder_class(model_type: str) -> type:
 
 
 def default_pooling(config: PretrainedConfig) -> str:
-    """Bidirectional encoders pool the mean of their tokens; causal decoders the last token."""
-    from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
+    """Bidirectional encoders (BERT-like, T5 encoders) pool the mean of their tokens; causal decoders the last token."""
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+        MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+    )
 
-    if config.model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES or getattr(config, "is_encoder_decoder", False):
-        return "mean"
-    return "last"
+    causal = config.model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+    bidirectional = config.model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES or config.model_type in _T5_TYPES
+    return "last" if causal and not bidirectional else "mean"
