@@ -13,12 +13,14 @@ from harness.models.build import (
 )
 from harness.models.gru4rec import GRU4Rec
 from harness.models.items import MODES, ItemRepresentation
+from harness.models.mmsr import MMSR
 from harness.models.sasrec import SASRec
 
 __all__ = [
     "MODES",
     "GRU4Rec",
     "ItemRepresentation",
+    "MMSR",
     "SASRec",
     "SequentialRecommender",
     "build_model",

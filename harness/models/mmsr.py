@@ -1,0 +1,196 @@
+"""MMSR (Hu et al., CIKM 2023; the KDSR paper's default backbone), trained on every position at once.
+
+Graph: ``mmsr_graph.build_graph`` (items plus per-modality k-means cluster nodes; sequential
+transitions out/in/both, item-modality and modality-modality links), built causally so that the
+state at position t depends on items <= t only. Each ``GraphLayer``:
+- homogeneous attention per relation: ``e_ij = LeakyReLU((v_i * a_r) . v_j / sqrt(D))`` over the
+  SELF/OUT/IN/BOTH neighbours (``a_r`` one vector per relation),
+- typed cross-attention: per-node-type Q, K and V projections (proper K and V, unlike the
+  authors' code which reuses Q), softmax over the SELF/CROSS neighbours,
+- gated fusion: softmax over an MLP energy of the two outputs, then residual + LayerNorm.
+Readout (KDSR eq. 6) at every position t over the item nodes: long-term interest = mean of the
+states <= t; short-term = attention over the last ``short_window`` items with weights
+``q^T sigmoid(W1 h_j + W2 long_t)``; output = ``W3 [long_t ; short_t]``.
+See docs/MODELS.md for the mapping from the paper to this code and the deviations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+from harness.models.gru4rec import _gather, compaction
+from harness.models.items import ItemRepresentation
+from harness.models.layers import Dropout, positions
+from harness.models.mmsr_graph import BOTH, CROSS, IN, OUT, SELF, build_graph
+
+HOMOGENEOUS = (SELF, OUT, IN, BOTH)
+
+
+def _cluster_count(links: np.ndarray, init: np.ndarray | None) -> int:
+    """Number of clusters of a modality: rows of its init, else the largest linked id + 1."""
+    links = np.asarray(links)
+    count = int(links.max()) + 1 if (links >= 0).any() else 0
+    if init is not None:
+        if len(init) < count:
+            raise ValueError(f"cluster links reach id {count - 1} but only {len(init)} cluster vectors were given")
+        count = len(init)
+    return count
+
+
+class TypedLinear(nn.Module):
+    """One ``D -> D`` linear map per node type, applied to nodes laid out ``[B, L, G, D]``."""
+
+    def __init__(self, types: int, dim: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(types, dim, dim))
+        self.bias = nn.Parameter(torch.zeros(types, dim))
+        nn.init.xavier_uniform_(self.weight)
+
+    def forward(self, x: torch.Tensor, slot_type: torch.Tensor) -> torch.Tensor:
+        return torch.einsum("blgd,gde->blge", x, self.weight[slot_type]) + self.bias[slot_type]
+
+
+class GraphLayer(nn.Module):
+    """Relation-wise homogeneous attention + typed cross-attention, gated fusion, residual."""
+
+    def __init__(self, dim: int, types: int, dropout: float):
+        super().__init__()
+        self.q, self.k, self.v = TypedLinear(types, dim), TypedLinear(types, dim), TypedLinear(types, dim)
+        self.relation = nn.Parameter(torch.ones(len(HOMOGENEOUS), dim))
+        self.gate = nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, 1))
+        self.drop = Dropout(dropout)
+        self.norm = nn.LayerNorm(dim)
+
+    def homogeneous(self, v: torch.Tensor, relation: torch.Tensor, eye: torch.Tensor) -> torch.Tensor:
+        """Attention over same-type neighbours with one score vector per relation type."""
+        scores = torch.einsum("bid,rd,bjd->brij", v, self.relation, v) / v.shape[-1] ** 0.5
+        rel = (relation.long() - SELF).clamp(0, len(HOMOGENEOUS) - 1).unsqueeze(1)
+        scores = nn.functional.leaky_relu(scores.gather(1, rel).squeeze(1), 0.2)
+        mask = ((relation >= SELF) & (relation <= BOTH)) | eye
+        return torch.softmax(scores.masked_fill(~mask, float("-inf")), -1) @ v
+
+    def forward(self, x: torch.Tensor, slot_type: torch.Tensor, relation: torch.Tensor) -> torch.Tensor:
+        b, length, g, d = x.shape
+        flat = lambda y: y.reshape(b, length * g, d)  # noqa: E731
+        q, k, v = (flat(f(x, slot_type)) for f in (self.q, self.k, self.v))
+        eye = torch.eye(length * g, dtype=torch.bool, device=x.device)
+        homo = self.homogeneous(v, relation, eye)
+        cross_mask = (relation == SELF) | (relation == CROSS) | eye
+        cross = nn.functional.scaled_dot_product_attention(q, k, v, cross_mask)
+        both = torch.stack([homo, cross], dim=2)  # [B, T, 2, D]
+        fused = (torch.softmax(self.gate(both), dim=2) * both).sum(2)
+        return self.norm(flat(x) + self.drop(fused)).view(b, length, g, d)
+
+
+class InterestReadout(nn.Module):
+    """KDSR eq. 6 at every position: long-term mean and short-term attention over the last items."""
+
+    def __init__(self, dim: int, window: int):
+        super().__init__()
+        self.window = window
+        self.w1, self.w2 = nn.Linear(dim, dim), nn.Linear(dim, dim, bias=False)
+        self.q = nn.Linear(dim, 1, bias=False)
+        self.w3 = nn.Linear(2 * dim, dim)
+
+    def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        order, inverse = compaction(mask)
+        h = _gather(h * mask.unsqueeze(-1), order)  # real items first, in order
+        count = positions(mask).gather(1, order).clamp_min(1).unsqueeze(-1)
+        long = h.cumsum(1) / count
+        recent = torch.stack([nn.functional.pad(h, (0, 0, w, 0))[:, : h.shape[1]] for w in range(self.window)], 2)
+        lag = torch.arange(self.window, device=h.device)
+        ok = lag < count  # lag w exists once w + 1 items are seen
+        energy = self.q(torch.sigmoid(self.w1(recent) + self.w2(long).unsqueeze(2))).squeeze(-1)
+        alpha = torch.softmax(energy.masked_fill(~ok, float("-inf")), -1)
+        short = (alpha.unsqueeze(-1) * recent).sum(2)
+        return _gather(self.w3(torch.cat([long, short], -1)), inverse)
+
+
+class MMSR(nn.Module):
+    """``forward(item_seq [B, L]) -> hidden [B, L, D]``; hidden[:, t] is the sequence representation at t.
+
+    Args:
+        items: the item representation (item nodes start from ``items.embed``; D = ``items.dim``).
+        links: modality -> ``[N, k]`` cluster ids per item (nearest first, -1 = no link).
+        cluster_init: modality -> ``[C, D]`` initial cluster-node vectors (default random).
+        max_len, layers, dropout: longest sequence, graph layers, dropout rate.
+        short_window: how many recent items the short-term interest attends to.
+    """
+
+    causal = True
+
+    def __init__(
+        self,
+        items: ItemRepresentation,
+        links: Mapping[str, np.ndarray] | None = None,
+        cluster_init: Mapping[str, np.ndarray] | None = None,
+        max_len: int = 50,
+        layers: int = 2,
+        dropout: float = 0.2,
+        short_window: int = 3,
+    ):
+        super().__init__()
+        dim, links, cluster_init = items.dim, dict(links or {}), dict(cluster_init or {})
+        self.items, self.max_len, self.modalities = items, max_len, sorted(links)
+        counts = {n: _cluster_count(links[n], cluster_init.get(n)) for n in self.modalities}
+        slot_ident, slot_type = self._slots(items.num_items, links, counts)
+        self.register_buffer("slot_ident", slot_ident, persistent=False)
+        self.register_buffer("slot_type", slot_type, persistent=False)
+        self.register_buffer("slot_row", (slot_ident - items.num_items).clamp_min(0)[:, 1:], persistent=False)
+        self.clusters = nn.Embedding(1 + sum(counts.values()), dim, padding_idx=0)
+        self._init_clusters(counts, cluster_init)
+        self.node_type = nn.Embedding(1 + len(self.modalities), dim)
+        self.position = nn.Embedding(max_len + 1, dim, padding_idx=0)
+        self.drop = Dropout(dropout)
+        self.layers = nn.ModuleList(GraphLayer(dim, 1 + len(self.modalities), dropout) for _ in range(layers))
+        self.readout = InterestReadout(dim, short_window)
+
+    def _slots(self, num_items: int, links: dict[str, np.ndarray], counts: dict[str, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Identity of every node slot per item: the item id, or num_items + cluster row (rows from 1)."""
+        columns, types, base = [torch.arange(num_items + 1)], [0], 1
+        for m, name in enumerate(self.modalities):
+            link = torch.as_tensor(np.asarray(links[name]), dtype=torch.long)
+            if link.ndim != 2 or link.shape[0] != num_items:
+                raise ValueError(f"{name} cluster links must be [{num_items}, k], got {tuple(link.shape)}")
+            rows = torch.where(link >= 0, link + base + num_items, -1)
+            columns.extend(torch.cat([torch.full((1,), -1), rows[:, r]]) for r in range(link.shape[1]))
+            types.extend([1 + m] * link.shape[1])
+            base += counts[name]
+        slot_ident = torch.stack(columns, 1)
+        slot_ident[0] = -1
+        return slot_ident, torch.tensor(types)
+
+    def _init_clusters(self, counts: dict[str, int], init: dict[str, np.ndarray]) -> None:
+        nn.init.normal_(self.clusters.weight, std=0.02)
+        with torch.no_grad():
+            self.clusters.weight[0].zero_()
+            base = 1
+            for name in self.modalities:
+                if name in init:
+                    self.clusters.weight[base : base + counts[name]] = torch.as_tensor(np.asarray(init[name]), dtype=torch.float32)
+                base += counts[name]
+
+    def nodes(self, item_seq: torch.Tensor) -> torch.Tensor:
+        """Initial node states ``[B, L, G, D]``: item / cluster vectors + node type + position."""
+        mask = item_seq > 0
+        pos = positions(mask)
+        if int(pos.max()) > self.max_len:
+            raise ValueError(f"sequence has {int(pos.max())} items; this MMSR was built for max_len={self.max_len}")
+        item = self.items.embed(item_seq).unsqueeze(2)
+        x = torch.cat([item, self.clusters(self.slot_row[item_seq])], 2)
+        x = x + self.node_type(self.slot_type) + self.position(pos).unsqueeze(2)
+        return self.drop(x) * (self.slot_ident[item_seq] >= 0).unsqueeze(-1).to(x.dtype)
+
+    def forward(self, item_seq: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            graph = build_graph(item_seq, self.slot_ident, self.slot_type)
+        x = self.nodes(item_seq)
+        valid = graph.valid.view(x.shape[:3]).unsqueeze(-1).to(x.dtype)
+        for layer in self.layers:
+            x = layer(x, self.slot_type, graph.relation) * valid
+        mask = item_seq > 0
+        return self.readout(x[:, :, 0], mask) * mask.unsqueeze(-1).to(x.dtype)
