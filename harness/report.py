@@ -1,0 +1,335 @@
+"""Paper figures and tables from an MLflow experiment: ``harness report figure4|table2|ablation``.
+
+Everything is read back from MLflow (``mlflow.search_runs``), never from local result files: the
+newest FINISHED run of every cell key (tag ``harness.cell_key``) of the experiment, with the tags the
+sweep runner wrote (dataset, dim, seed, modality, encoder parameter count, encode seconds, the axis
+labels of each grid). Outputs are written to ``--out`` and logged as artifacts of the sweep's parent
+run (or of a ``report:<kind>`` run when the experiment has no sweep parent).
+
+- ``figure4``: encoder parameter count (log axis) vs test HR@20 and MRR@20, one line per embedding
+  dim, one panel per dataset x modality (ID-only runs drawn as a dashed baseline), plus a cost
+  (encode device-seconds) vs gain (HR@20 over the ID-only baseline) plot.
+- ``table2`` / ``ablation``: one table per grid of the sweep, rows = the grid's axes other than
+  seed and dataset, columns = dataset x metric, cells = mean +- sample std over seeds (markdown + CSV).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from harness.tracking import mlflow_key
+
+KINDS = ("figure4", "table2", "ablation")
+TABLE_METRICS = ("hr@5", "mrr@5", "hr@20", "mrr@20")
+FIGURE_METRICS = ("hr@20", "mrr@20")
+NOT_ROW_AXES = ("train.seed", "seed", "dataset.name", "dataset")  # seeds are averaged, datasets are columns
+
+
+# ----------------------------------------------------------------------------------------- read MLflow
+
+
+def cell_runs(experiment: str) -> pd.DataFrame:
+    """Newest FINISHED run per cell key of ``experiment`` (one row per cell)."""
+    import mlflow
+
+    found = mlflow.get_experiment_by_name(experiment)
+    if found is None:
+        raise LookupError(f"no MLflow experiment {experiment!r} at {mlflow.get_tracking_uri()}")
+    df = mlflow.search_runs([found.experiment_id], filter_string="tags.`harness.role` = 'cell' and attributes.status = 'FINISHED'",
+                            order_by=["attributes.start_time DESC"])
+    if df.empty:
+        raise LookupError(f"experiment {experiment!r} has no FINISHED sweep cells")
+    return df.drop_duplicates("tags.harness.cell_key", keep="first").reset_index(drop=True)
+
+
+def parent_run(experiment: str) -> dict | None:
+    """The newest sweep parent run of the experiment: run id and tags (axes of each grid)."""
+    import mlflow
+
+    found = mlflow.get_experiment_by_name(experiment)
+    runs = mlflow.search_runs([found.experiment_id], filter_string="tags.`harness.role` = 'sweep'",
+                              order_by=["attributes.start_time DESC"], max_results=1, output_format="list")
+    return {"run_id": runs[0].info.run_id, "tags": runs[0].data.tags} if runs else None
+
+
+def metric(df: pd.DataFrame, name: str) -> pd.Series:
+    """A final test metric by harness name (``hr@20`` -> column ``metrics.test/hr_at_20``)."""
+    column = f"metrics.{mlflow_key('test/' + name)}"
+    if column not in df:
+        have = sorted(c[len("metrics."):] for c in df.columns if c.startswith("metrics.test/"))
+        raise KeyError(f"no metric {column!r} in the runs; logged test metrics: {', '.join(have) or 'none'}")
+    return df[column].astype(float)
+
+
+def tag(df: pd.DataFrame, name: str, default: str = "") -> pd.Series:
+    column = f"tags.{name}"
+    return df[column].fillna(default) if column in df else pd.Series(default, index=df.index)
+
+
+# --------------------------------------------------------------------------------------------- tables
+
+
+def summarize(values: pd.Series) -> tuple[float, float, int]:
+    """mean, sample std (ddof=1; NaN for one seed), count."""
+    v = values.dropna().to_numpy(dtype=float)
+    return (float(v.mean()) if len(v) else float("nan"), float(v.std(ddof=1)) if len(v) > 1 else float("nan"), len(v))
+
+
+def fmt(mean: float, std: float, n: int, scale: float = 100.0) -> str:
+    """``14.07 ± 0.31`` (percent, like the paper); ``(n=1)`` instead of a std for one seed."""
+    if np.isnan(mean):
+        return "-"
+    return f"{mean * scale:.2f} ± {std * scale:.2f}" if n > 1 else f"{mean * scale:.2f} (n=1)"
+
+
+def grid_table(df: pd.DataFrame, axes: list[str], metrics=TABLE_METRICS) -> pd.DataFrame:
+    """Long table: one row per (row labels, dataset, metric) with mean, std, n over seeds."""
+    rows_axes = [a for a in axes if a not in NOT_ROW_AXES]
+    labels = pd.DataFrame({a: tag(df, f"harness.axis.{a}", "-") for a in rows_axes}, index=df.index)
+    labels["dataset"] = tag(df, "harness.dataset")
+    records = []
+    for key, group in labels.groupby(rows_axes + ["dataset"], sort=False):
+        key = key if isinstance(key, tuple) else (key,)
+        for name in metrics:
+            mean, std, n = summarize(metric(df.loc[group.index], name))
+            records.append({**dict(zip(rows_axes + ["dataset"], key)), "metric": name, "mean": mean, "std": std, "n": n})
+    return pd.DataFrame.from_records(records)
+
+
+def to_markdown(long: pd.DataFrame) -> str:
+    """Wide markdown table: rows = axis labels, columns = dataset x metric, ``mean ± std`` in percent."""
+    rows_axes = [c for c in long.columns if c not in ("dataset", "metric", "mean", "std", "n")]
+    columns = list(dict.fromkeys(zip(long["dataset"], long["metric"])))
+    header = rows_axes + [f"{d} {m.upper()}" for d, m in columns]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    keys = list(dict.fromkeys(tuple(r) for r in long[rows_axes].itertuples(index=False)))
+    for key in keys:
+        sel = long[(long[rows_axes] == pd.Series(key, index=rows_axes)).all(axis=1)] if rows_axes else long
+        cells = {(r.dataset, r.metric): fmt(r.mean, r.std, r.n) for r in sel.itertuples()}
+        lines.append("| " + " | ".join(list(key) + [cells.get(c, "-") for c in columns]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def grid_axes(df: pd.DataFrame, parent: dict | None) -> list[list[str]]:
+    """Axes of each grid, from the parent's ``harness.axes.<g>`` tags (else one grid of model/items/kdsr)."""
+    tags = (parent or {}).get("tags", {})
+    axes: list[list[str]] = []
+    while f"harness.axes.{len(axes)}" in tags:
+        axes.append(tags[f"harness.axes.{len(axes)}"].split(","))
+    return axes or [["model", "items", "kdsr"]]
+
+
+def in_grid(df: pd.DataFrame, g: int) -> pd.DataFrame:
+    """Runs that belong to grid ``g`` (tag ``harness.grids`` = "0,1")."""
+    member = tag(df, "harness.grids", "0").map(lambda s: str(g) in s.split(","))
+    return df[member]
+
+
+def build_tables(df: pd.DataFrame, parent: dict | None, kind: str, out: Path) -> list[Path]:
+    """One markdown + CSV table per grid; returns the files written."""
+    files, sections = [], []
+    if "tags.harness.axis.model" not in df and parent is None:  # runs without sweep tags: label by config
+        for name in ("model", "items", "kdsr"):
+            df[f"tags.harness.axis.{name}"] = tag(df, f"harness.{name}")
+    for g, axes in enumerate(grid_axes(df, parent)):
+        runs = in_grid(df, g) if parent is not None else df
+        if runs.empty:
+            continue
+        long = grid_table(runs, axes)
+        csv = out / f"{kind}-{g}.csv"
+        long.to_csv(csv, index=False)
+        files.append(csv)
+        sections.append(f"## {kind} grid {g}: rows {', '.join(a for a in axes if a not in NOT_ROW_AXES) or '-'}\n\n"
+                        f"mean ± sample std over seeds, test metrics in %, {len(runs)} runs\n\n{to_markdown(long)}")
+    md = out / f"{kind}.md"
+    md.write_text(f"# {kind}\n\n" + "\n".join(sections))
+    return [md] + files
+
+
+# -------------------------------------------------------------------------------------------- figures
+
+
+def encoder_points(df: pd.DataFrame) -> pd.DataFrame:
+    """Figure-4 data: per dataset x modality x dim x encoder, mean/std/n of HR@20 and MRR@20 over seeds."""
+    runs = df[tag(df, "harness.modality", "id") != "id"]
+    if runs.empty:
+        raise LookupError("no FINISHED runs with modality features (tag harness.modality) to plot against encoder size")
+    keys = pd.DataFrame({"dataset": tag(runs, "harness.dataset"), "modality": tag(runs, "harness.modality"),
+                         "dim": tag(runs, "harness.dim").astype(int), "encoder": tag(runs, "harness.encoder")})
+    records = []
+    for key, group in keys.groupby(["dataset", "modality", "dim", "encoder"], sort=True):
+        sub = runs.loc[group.index]
+        rec = dict(zip(["dataset", "modality", "dim", "encoder"], key))
+        rec["params"] = int(tag(sub, "harness.encoder_params").astype(int).iloc[0])
+        seconds = pd.to_numeric(tag(sub, "harness.encode_seconds", "nan"), errors="coerce")
+        rec["encode_seconds"] = float(seconds.mean())
+        for name in FIGURE_METRICS:
+            rec[f"{name}_mean"], rec[f"{name}_std"], rec["n"] = summarize(metric(sub, name))
+        records.append(rec)
+    return pd.DataFrame.from_records(records).sort_values(["dataset", "modality", "dim", "params"]).reset_index(drop=True)
+
+
+def baselines(df: pd.DataFrame) -> pd.DataFrame:
+    """ID-only runs: mean HR@20 / MRR@20 per dataset x dim (the reference for gains)."""
+    runs = df[tag(df, "harness.modality", "id") == "id"]
+    out = pd.DataFrame({"dataset": tag(runs, "harness.dataset"), "dim": tag(runs, "harness.dim").astype(int)})
+    for name in FIGURE_METRICS:
+        out[name] = metric(runs, name).to_numpy()
+    return out.groupby(["dataset", "dim"], as_index=False).mean()
+
+
+def log_axis(ax, values: pd.Series) -> None:
+    """Log x axis spanning at least a decade around ``values``, labelled 1M / 22.7M / 7G style."""
+    from matplotlib.ticker import EngFormatter, NullFormatter
+
+    lo, hi = float(values.min()), float(values.max())
+    ax.set_xscale("log")
+    ax.set_xlim(lo / 2, max(hi * 2, lo * 5))
+    ax.xaxis.set_major_formatter(EngFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def plot_figure4(points: pd.DataFrame, base: pd.DataFrame, path: Path) -> Path:
+    """Panels (dataset x modality) in columns, metrics in rows; x = encoder params (log), a line per dim."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = list(dict.fromkeys(zip(points["dataset"], points["modality"])))
+    fig, axes = plt.subplots(len(FIGURE_METRICS), len(panels), figsize=(max(6.5, 4.2 * len(panels)), 6.5), squeeze=False)
+    colors = dict(zip(sorted(points["dim"].unique()), plt.rcParams["axes.prop_cycle"].by_key()["color"] * 8))
+    for col, (dataset, modality) in enumerate(panels):
+        sel = points[(points["dataset"] == dataset) & (points["modality"] == modality)]
+        for row, name in enumerate(FIGURE_METRICS):
+            ax = axes[row][col]
+            for dim, line in sel.groupby("dim"):
+                ax.errorbar(line["params"], line[f"{name}_mean"], yerr=line[f"{name}_std"].fillna(0), marker="o",
+                            capsize=3, color=colors[dim], label=f"d={dim}")
+                ref = base[(base["dataset"] == dataset) & (base["dim"] == dim)]
+                if not ref.empty:
+                    ax.axhline(float(ref[name].iloc[0]), color=colors[dim], linestyle="--", linewidth=0.8)
+            log_axis(ax, points["params"])
+            ax.set_title(f"{dataset} / {modality}" if row == 0 else "")
+            ax.set_xlabel("encoder parameters" if row == len(FIGURE_METRICS) - 1 else "")
+            ax.set_ylabel(f"test {name.upper()}" if col == 0 else "")
+            ax.grid(True, which="both", alpha=0.3)
+        for _, r in sel.drop_duplicates("encoder").iterrows():  # name the encoders once, on the top row
+            axes[0][col].annotate(r["encoder"], (r["params"], r[f"{FIGURE_METRICS[0]}_mean"]), fontsize=7, alpha=0.7,
+                                  textcoords="offset points", xytext=(2, 4))
+    axes[0][0].legend(fontsize=8, title="embedding dim (dashed: ID only)", title_fontsize=7)
+    fig.suptitle("Encoder sophistication vs accuracy (mean ± std over seeds)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def cost_gain(points: pd.DataFrame, base: pd.DataFrame) -> pd.DataFrame:
+    """Encode cost vs HR@20 gain over the ID-only baseline of the same dataset and dim (NaN without one)."""
+    merged = points.merge(base.rename(columns={n: f"id_{n}" for n in FIGURE_METRICS}), on=["dataset", "dim"], how="left")
+    merged["gain_hr@20"] = merged["hr@20_mean"] - merged["id_hr@20"] if "id_hr@20" in merged else np.nan
+    return merged
+
+
+def plot_cost(table: pd.DataFrame, path: Path) -> Path | None:
+    """x = encode device-seconds (log), y = HR@20 gain over ID-only (or HR@20 when no baseline ran)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = table.dropna(subset=["encode_seconds"])
+    if rows.empty:
+        return None
+    use_gain = rows["gain_hr@20"].notna().any()
+    y = rows["gain_hr@20"] if use_gain else rows["hr@20_mean"]
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for (dataset, modality), sel in rows.groupby(["dataset", "modality"]):
+        ax.scatter(sel["encode_seconds"], y[sel.index], label=f"{dataset} / {modality}")
+        for i, r in sel.iterrows():
+            ax.annotate(f"{r['encoder']} d={r['dim']}", (r["encode_seconds"], y[i]), fontsize=7, alpha=0.7,
+                        textcoords="offset points", xytext=(2, 3))
+    if use_gain:
+        ax.axhline(0.0, color="grey", linewidth=0.8)
+    log_axis(ax, rows["encode_seconds"])
+    ax.set_xlabel("encode cost (device-seconds, from the feature manifest)")
+    ax.set_ylabel("test HR@20 gain over ID only" if use_gain else "test HR@20")
+    ax.legend(fontsize=8)
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def build_figure4(df: pd.DataFrame, out: Path) -> list[Path]:
+    """figure4.png + figure4.csv, cost.png + cost.csv."""
+    points, base = encoder_points(df), baselines(df)
+    files = [plot_figure4(points, base, out / "figure4.png")]
+    points.to_csv(out / "figure4.csv", index=False)
+    cost = cost_gain(points, base)
+    cost.to_csv(out / "cost.csv", index=False)
+    files += [out / "figure4.csv", out / "cost.csv"]
+    plot = plot_cost(cost, out / "cost.png")
+    return files + ([plot] if plot else [])
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+
+
+def log_outputs(experiment: str, parent: dict | None, kind: str, files: list[Path]) -> str:
+    """Log the report files as artifacts of the sweep parent (or a new ``report:<kind>`` run); returns its id."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    if parent is not None:
+        run_id = parent["run_id"]
+    else:
+        exp = mlflow.get_experiment_by_name(experiment).experiment_id
+        run_id = client.create_run(exp, run_name=f"report:{kind}", tags={"harness.role": "report"}).info.run_id
+        client.set_terminated(run_id)
+    for path in files:
+        client.log_artifact(run_id, str(path), f"report/{kind}")
+    return run_id
+
+
+def build(kind: str, experiment: str, out: str | Path | None = None, log: bool = True) -> list[Path]:
+    """Build one report from the experiment's runs; write it to ``out`` and (``log``) to MLflow."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown report {kind!r}; valid: {', '.join(KINDS)}")
+    out = Path(out or Path("results") / "report" / experiment)
+    out.mkdir(parents=True, exist_ok=True)
+    df, parent = cell_runs(experiment), parent_run(experiment)
+    files = build_figure4(df, out) if kind == "figure4" else build_tables(df, parent, kind, out)
+    if log:
+        log_outputs(experiment, parent, kind, files)
+    return files
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="harness report", description="Paper figures and tables from MLflow runs.")
+    p.add_argument("kind", choices=KINDS)
+    p.add_argument("--experiment", required=True, help="MLflow experiment of the sweep")
+    p.add_argument("--out", help="output folder (default results/report/<experiment>)")
+    p.add_argument("--uri", help="tracking URI (default $MLFLOW_TRACKING_URI or sqlite:///mlruns.db)")
+    p.add_argument("--no-log", action="store_true", help="do not log the outputs to MLflow")
+    args = p.parse_args(argv)
+    import mlflow
+
+    from harness.config import TrackingConfig
+    from harness.tracking import tracking_uri
+
+    mlflow.set_tracking_uri(tracking_uri(TrackingConfig(uri=args.uri)))
+    for path in build(args.kind, args.experiment, args.out, log=not args.no_log):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,660 @@
+"""Sweep grids over the training config: list, run one cell, run all locally, or submit a Slurm job array.
+
+A sweep file (``sweeps/*.yaml``) holds a ``base`` config (the keys of :mod:`harness.config`) and a
+``grid``; every combination of grid values is one *cell*, i.e. one ``harness.train.run`` and one MLflow
+child run under the sweep's parent run. A cell is identified by ``harness.config.cell_key`` (a hash of
+what it computes), stored as the ``harness.cell_key`` tag, so a rerun skips cells already FINISHED.
+
+Two MLflow races are avoided on purpose (shared/docs/SLURM_MLFLOW_RECIPE.md): the store schema, the
+experiment and the parent run are created by ONE process (``prepare``) before any cell starts, and the
+cells get the experiment id through ``MLFLOW_EXPERIMENT_ID`` instead of calling ``set_experiment``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import traceback
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from harness import config as C
+
+ENV_EXPERIMENT = "MLFLOW_EXPERIMENT_ID"
+ENV_PARENT = "HARNESS_PARENT_RUN_ID"
+TAG_KEY = "harness.cell_key"
+TAG_SWEEP = "harness.sweep"
+TAG_ROLE = "harness.role"
+TOP_KEYS = ("name", "experiment", "description", "base", "grid", "exclude")
+REPO = Path(__file__).resolve().parents[1]
+
+
+# ----------------------------------------------------------------------------------------------- grid
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One grid point: its position, the values chosen on each axis, and the resolved config.
+
+    A cell reached from several grids of one file (e.g. the full model in two ablation tables) is one
+    cell: ``grids`` lists them all and ``labels`` holds the axis labels of every grid it belongs to.
+    """
+
+    index: int
+    name: str  # run name, e.g. ``dataset=ml-100k,dim=64,seed=1`` (labels of the first grid that made it)
+    labels: dict[str, str]  # axis -> chosen label (value as text, or the bundle's name)
+    values: dict[str, Any]  # dotted config key -> value, as applied on top of the base
+    config: C.Config
+    key: str
+    grids: tuple[int, ...] = (0,)
+
+
+@dataclass
+class Sweep:
+    """A parsed sweep file plus command-line ``--set`` overrides (applied to every cell)."""
+
+    name: str
+    experiment: str
+    base: dict[str, Any]
+    grids: list[dict[str, Any]]
+    exclude: list[dict[str, Any]] = field(default_factory=list)
+    overrides: list[str] = field(default_factory=list)
+    path: Path | None = None
+    description: str = ""
+    _cells: list[Cell] | None = field(default=None, repr=False, compare=False)
+
+    def cells(self) -> list[Cell]:
+        """All cells in a stable order (grid order, then product order), excluded ones dropped, one per key."""
+        if self._cells is None:
+            self._cells = self._expand()
+        return self._cells
+
+    def _expand(self) -> list[Cell]:
+        cells: dict[str, Cell] = {}
+        for g, grid in enumerate(self.grids):
+            for labels, values in _product(grid):
+                cfg = self._config(values, labels)
+                key = C.cell_key(cfg)
+                if _excluded(self.exclude, labels, cfg):
+                    continue
+                if key in cells:  # the same run serves several grids (or an override collapsed an axis)
+                    old = cells[key]
+                    if g in old.grids:
+                        continue
+                    cells[key] = dataclasses.replace(old, labels={**labels, **old.labels}, grids=old.grids + (g,))
+                    continue
+                cells[key] = Cell(len(cells), _name(labels), labels, values, cfg, key, (g,))
+        return list(cells.values())
+
+    def axes(self, grid: int) -> list[str]:
+        """The axis names of grid ``grid`` (what a report groups by)."""
+        return list(self.grids[grid])
+
+    def _config(self, values: dict[str, Any], labels: dict[str, str]) -> C.Config:
+        """base <- grid values <- overrides, validated; errors name the cell."""
+        where = ",".join(f"{k}={v}" for k, v in labels.items())
+        try:
+            cfg = C.apply(C.Config(), self.base)
+            C.apply(cfg, values)
+            C.apply(cfg, dict(C.parse_override(o) for o in self.overrides))
+            C.validate(cfg)
+        except C.ConfigError as err:
+            raise C.ConfigError(f"{self.path or self.name}: cell [{where}]: {err}") from None
+        if not cfg.tracking.experiment or cfg.tracking.experiment == C.TrackingConfig.experiment:
+            cfg.tracking.experiment = self.experiment
+        return cfg
+
+
+def _name(labels: dict[str, str]) -> str:
+    """``dataset=ml-100k,dim=64,seed=1``: the run name of a cell."""
+    return ",".join(f"{_short(axis)}={label}" for axis, label in labels.items()) or "base"
+
+
+def _short(axis: str) -> str:
+    """``model.dim`` -> ``dim``; ``dataset.name`` -> ``dataset``; a bundle axis keeps its name."""
+    parts = axis.split(".")
+    return parts[-2] if parts[-1] == "name" and len(parts) > 1 else parts[-1]
+
+
+def _label(value: Any) -> str:
+    return "none" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _axis_options(axis: str, spec: Any) -> list[tuple[str, dict[str, Any]]]:
+    """A list -> one config key with those values; a mapping -> named bundles of config values."""
+    if isinstance(spec, list) and spec:
+        return [(_label(v), {axis: v}) for v in spec]
+    if isinstance(spec, dict) and spec:
+        bad = [k for k, v in spec.items() if not isinstance(v, dict | type(None))]
+        if bad:
+            raise C.ConfigError(f"grid axis {axis!r}: bundle {bad[0]!r} must map config keys to values")
+        return [(str(name), dict(values or {})) for name, values in spec.items()]
+    raise C.ConfigError(f"grid axis {axis!r}: expected a non-empty list of values or a mapping of named bundles")
+
+
+def _product(grid: dict[str, Any]):
+    """Yield (labels, values) for every combination of the axes, first axis slowest."""
+    axes = [(axis, _axis_options(axis, spec)) for axis, spec in grid.items()]
+    for combo in itertools.product(*(opts for _, opts in axes)):
+        labels = {axis: label for (axis, _), (label, _) in zip(axes, combo)}
+        values: dict[str, Any] = {}
+        for _, bundle in combo:
+            values.update(bundle)
+        yield labels, values
+
+
+def _excluded(rules: list[dict[str, Any]], labels: dict[str, str], cfg: C.Config) -> bool:
+    """A rule drops a cell when every key in it matches the cell (config value, or an axis label)."""
+    flat = C.to_dict(cfg, flat=True)
+
+    def hit(key: str, want: Any) -> bool:
+        if key in flat:
+            return flat[key] == want or _label(flat[key]) == _label(want)
+        if key in labels:
+            return labels[key] == _label(want)
+        raise C.ConfigError(f"exclude key {key!r} is neither a config key nor a grid axis ({', '.join(labels)})")
+
+    return any(all(hit(k, v) for k, v in rule.items()) for rule in rules)
+
+
+def load_sweep(path: str | Path, overrides: list[str] | None = None) -> Sweep:
+    """Parse and validate a sweep file: unknown top-level keys and invalid cells are errors."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"sweep file {path} not found")
+    data = yaml.safe_load(path.read_text()) or {}
+    unknown = [k for k in data if k not in TOP_KEYS]
+    if unknown:
+        raise C.ConfigError(f"{path}: unknown sweep key {unknown[0]!r}{C._closest(unknown[0], list(TOP_KEYS))} (valid: {', '.join(TOP_KEYS)})")
+    grids = data.get("grid") or {}
+    grids = grids if isinstance(grids, list) else [grids]
+    name = str(data.get("name") or path.stem)
+    sweep = Sweep(name=name, experiment=str(data.get("experiment") or name), base=data.get("base") or {},
+                  grids=grids, exclude=list(data.get("exclude") or []), overrides=list(overrides or []), path=path,
+                  description=str(data.get("description") or ""))
+    if not sweep.cells():
+        raise C.ConfigError(f"{path}: the grid has no cells (everything excluded?)")
+    return sweep
+
+
+def check_names(cells: list[Cell]) -> None:
+    """Fail early, before any job starts, on dataset or encoder names nobody registered."""
+    from encoders import list_encoders
+    from harness.data import list_datasets
+
+    datasets, encoders = set(list_datasets()), set(list_encoders())
+    for cell in cells:
+        ds, feats = cell.config.dataset, cell.config.features
+        if ds.name not in datasets and not ds.data_dir:
+            raise C.ConfigError(f"cell {cell.index} ({cell.name}): unknown dataset {ds.name!r}; valid: {', '.join(sorted(datasets))}")
+        for enc in (feats.text_encoder, feats.image_encoder):
+            if enc and enc not in encoders and not Path(enc).exists():
+                close = C._closest(enc, sorted(encoders))
+                raise C.ConfigError(f"cell {cell.index} ({cell.name}): unknown encoder {enc!r}{close}")
+
+
+# --------------------------------------------------------------------------------------------- MLflow
+
+
+@dataclass(frozen=True)
+class Context:
+    """Where a sweep's cells log: created once by :func:`prepare`, handed to tasks through the environment."""
+
+    uri: str
+    experiment_id: str
+    parent_run_id: str
+
+    def env(self) -> dict[str, str]:
+        return {"MLFLOW_TRACKING_URI": self.uri, ENV_EXPERIMENT: self.experiment_id, ENV_PARENT: self.parent_run_id}
+
+
+def store_uri(sweep: Sweep) -> str:
+    """The sweep's tracking URI; a relative sqlite path is made absolute so every task opens the same file."""
+    from harness.tracking import tracking_uri
+
+    uri = tracking_uri(sweep.cells()[0].config.tracking)
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri[len(prefix):].startswith("/"):
+        uri = prefix + str(Path(uri[len(prefix):]).resolve())
+    return uri
+
+
+def init_store(uri: str):
+    """Open the store from this one process (creates the sqlite schema before any parallel writer)."""
+    from mlflow import MlflowClient
+
+    if uri.startswith("sqlite:///"):
+        Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    client = MlflowClient(uri)
+    client.search_experiments(max_results=1)
+    return client
+
+
+def _experiment(client, name: str) -> str:
+    found = client.get_experiment_by_name(name)
+    if found is None:
+        return client.create_experiment(name)
+    if found.lifecycle_stage == "deleted":
+        client.restore_experiment(found.experiment_id)
+    return found.experiment_id
+
+
+def _parent_tags(sweep: Sweep) -> dict[str, str]:
+    """How the parent run is found again: role, sweep name and the command-line overrides."""
+    return {TAG_ROLE: "sweep", TAG_SWEEP: sweep.name, "harness.sweep_overrides": " ".join(sweep.overrides) or "-"}
+
+
+def _describe(client, run_id: str, sweep: Sweep) -> None:
+    """Parent tags a report needs: the axes of each grid and the cell count."""
+    from mlflow.entities import RunTag
+
+    tags = {f"harness.axes.{g}": ",".join(sweep.axes(g)) for g in range(len(sweep.grids))}
+    tags["harness.n_cells"] = str(len(sweep.cells()))
+    client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+
+
+def _parent(client, experiment_id: str, sweep: Sweep) -> str:
+    """The sweep's parent run (same name and overrides): reused by a rerun, else created."""
+    tags = _parent_tags(sweep)
+    query = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
+    found = client.search_runs([experiment_id], filter_string=query, max_results=1, order_by=["attributes.start_time DESC"])
+    if found:
+        run_id = found[0].info.run_id
+        client.update_run(run_id, status="RUNNING")
+        return run_id
+    run_id = client.create_run(experiment_id, tags=tags, run_name=f"sweep:{sweep.name}").info.run_id
+    if sweep.path is not None:
+        client.log_text(run_id, sweep.path.read_text(), f"sweep/{sweep.path.name}")
+    return run_id
+
+
+def prepare(sweep: Sweep) -> Context:
+    """Store schema, experiment and parent run, created once by the submitting process."""
+    uri = store_uri(sweep)
+    client = init_store(uri)
+    experiment_id = _experiment(client, sweep.experiment)
+    parent = _parent(client, experiment_id, sweep)
+    _describe(client, parent, sweep)
+    return Context(uri, experiment_id, parent)
+
+
+def context_from_env(sweep: Sweep) -> Context:
+    """The context a submitter passed down (array task), else a fresh :func:`prepare` (a cell run by hand)."""
+    exp, parent = os.environ.get(ENV_EXPERIMENT), os.environ.get(ENV_PARENT)
+    if exp and parent:
+        return Context(store_uri(sweep), exp, parent)
+    return prepare(sweep)
+
+
+def search_all(client, experiment_id: str, query: str = "") -> list:
+    """Every active run of the experiment matching ``query`` (all pages)."""
+    runs, token = [], None
+    while True:
+        page = client.search_runs([experiment_id], filter_string=query, max_results=1000, page_token=token)
+        runs += list(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def finished_keys(client, experiment_id: str) -> set[str]:
+    """Cell keys with a FINISHED run in the experiment (what a rerun skips)."""
+    runs = search_all(client, experiment_id, "attributes.status = 'FINISHED'")
+    return {r.data.tags[TAG_KEY] for r in runs if TAG_KEY in r.data.tags}
+
+
+def pending(sweep: Sweep, ctx: Context) -> list[Cell]:
+    """Cells without a FINISHED run."""
+    from mlflow import MlflowClient
+
+    done = finished_keys(MlflowClient(ctx.uri), ctx.experiment_id)
+    return [c for c in sweep.cells() if c.key not in done]
+
+
+# ------------------------------------------------------------------------------------------- one cell
+
+
+def encoder_tags(cfg: C.Config) -> dict[str, str]:
+    """What the report plots against: modality, encoder name(s), parameter count and encode cost."""
+    used = {m: e for m, e in (("text", cfg.features.text_encoder), ("image", cfg.features.image_encoder)) if e}
+    if not used:
+        return {"harness.modality": "id"}
+    import encoders
+
+    tags = {"harness.modality": "+".join(used), "harness.encoder": "+".join(used.values())}
+    params, costs = 0, []
+    for modality, name in used.items():
+        info = encoders.get_info(name)
+        params += info.params
+        tags[f"harness.encoder.{modality}.params"] = str(info.params)
+        cost = encode_cost(cfg.dataset.name, name, modality, cfg.features.cache_dir)
+        if cost is not None:
+            costs.append(cost)
+            tags[f"harness.encode_seconds.{modality}"] = f"{cost[0]:.6g}"
+    tags["harness.encoder_params"] = str(params)
+    if costs:
+        tags["harness.encode_seconds"] = f"{sum(c[0] for c in costs):.6g}"
+        tags["harness.encode_device"] = "+".join(sorted({c[1] for c in costs}))
+    return tags
+
+
+def encode_cost(dataset: str, encoder: str, modality: str, cache_root: str | None = None) -> tuple[float, str] | None:
+    """(device-seconds, device type) the cached features took: the sum of every rank's busy seconds in the
+    feature manifest (GPU-seconds for a GPU encode). None when the features are not cached."""
+    import json
+
+    from harness.features.layout import feature_dir
+
+    path = feature_dir(dataset, encoder, modality, cache_root) / "manifest.json"
+    if not path.is_file():
+        return None
+    manifest = json.loads(path.read_text())
+    seconds = sum(float(r.get("seconds") or 0.0) for r in manifest.get("ranks") or [])
+    if not seconds:
+        seconds = float((manifest.get("throughput") or {}).get("seconds") or 0.0) * int(manifest.get("world_size") or 1)
+    return seconds, str(manifest.get("device") or "cpu")
+
+
+def cell_tags(sweep: Sweep, cell: Cell) -> dict[str, str]:
+    """Tags that identify the cell in MLflow (key, sweep, axis labels, Slurm ids) plus encoder metadata."""
+    cfg = cell.config
+    tags = {TAG_KEY: cell.key, TAG_SWEEP: sweep.name, TAG_ROLE: "cell", "harness.cell_index": str(cell.index),
+            "harness.grids": ",".join(map(str, cell.grids)), "harness.dataset": cfg.dataset.name,
+            "harness.model": cfg.model.name, "harness.items": cfg.model.items, "harness.dim": str(cfg.model.dim),
+            "harness.seed": str(cfg.train.seed), "harness.kdsr": str(cfg.kdsr.enabled).lower()}
+    tags.update({f"harness.axis.{axis}": label for axis, label in cell.labels.items()})
+    for var in ("SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_JOB_ID"):
+        if os.environ.get(var):
+            tags[f"slurm.{var[6:].lower()}"] = os.environ[var]
+    tags.update(encoder_tags(cell.config))
+    return tags
+
+
+def _cell_config(cell: Cell, ctx: Context) -> C.Config:
+    import copy
+
+    cfg = copy.deepcopy(cell.config)
+    t = cfg.tracking
+    t.uri, t.experiment_id, t.parent_run_id, t.run_name = ctx.uri, ctx.experiment_id, ctx.parent_run_id, cell.name
+    return cfg
+
+
+class _Terminated(Exception):
+    """SIGTERM (Slurm time limit, scancel) turned into an exception so the run is closed as KILLED."""
+
+
+def _on_sigterm(signum, frame):  # noqa: ARG001
+    raise _Terminated(f"terminated by signal {signum}")
+
+
+def _train(cfg: C.Config, logger) -> int:
+    """``harness.train.run`` with the run closed FINISHED, FAILED (traceback kept) or KILLED."""
+    from harness import train
+
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        metrics = train.run(cfg, logger)
+    except (_Terminated, KeyboardInterrupt):
+        logger.finish("KILLED", traceback.format_exc())
+        return 143
+    except Exception:
+        logger.finish("FAILED", traceback.format_exc())
+        traceback.print_exc()
+        return 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    logger.finish("FINISHED")
+    shown = {k: round(v, 4) for k, v in (metrics or {}).items() if k.startswith("test/")}
+    print(f"finished: {shown}", flush=True)
+    return 0
+
+
+def run_cell(sweep: Sweep, index: int, ctx: Context | None = None) -> int:
+    """Run cell ``index`` as one MLflow child run; skip it when its key already FINISHED. Returns an exit code."""
+    from harness.tracking import MLflowLogger
+
+    cells = sweep.cells()
+    if not 0 <= index < len(cells):
+        raise IndexError(f"cell index {index} out of range: {sweep.name} has cells 0..{len(cells) - 1}")
+    cell = cells[index]
+    ctx = ctx or context_from_env(sweep)
+    if cell.key in finished_keys(init_store(ctx.uri), ctx.experiment_id):
+        print(f"cell {index} [{cell.name}] key {cell.key} already FINISHED; skipped", flush=True)
+        return 0
+    print(f"cell {index} [{cell.name}] key {cell.key}", flush=True)
+    cfg = _cell_config(cell, ctx)
+    try:
+        tags = cell_tags(sweep, cell)
+    except Exception:  # still record the cell, as FAILED, with the reason
+        logger = MLflowLogger(cfg.tracking, tags={TAG_KEY: cell.key, TAG_SWEEP: sweep.name, TAG_ROLE: "cell"})
+        logger.finish("FAILED", traceback.format_exc())
+        raise
+    return _train(cfg, MLflowLogger(cfg.tracking, tags=tags))
+
+
+# ------------------------------------------------------------------------------ fan-out: local / Slurm
+
+
+def pre_encode(cells: list[Cell]) -> None:
+    """Encode every (dataset, encoder, modality) the cells need, once, before they fan out."""
+    from tqdm import tqdm
+
+    from harness.data import load_dataset
+    from harness.features import ensure_features
+
+    needs = sorted({(c.config.dataset.name, c.config.dataset.data_dir or "", enc, mod, c.config.features.cache_dir or "")
+                    for c in cells
+                    for mod, enc in (("text", c.config.features.text_encoder), ("image", c.config.features.image_encoder))
+                    if enc})
+    for name, data_dir, encoder, modality, cache in tqdm(needs, desc="features", disable=not needs):
+        ensure_features(load_dataset(name, data_dir or None), encoder, modality, cache or None)
+
+
+def task_env(ctx: Context, threads: int | None = None) -> dict[str, str]:
+    """Environment for cell processes: the context, one shared absolute cache, no inherited Slurm job ids."""
+    from harness.features.layout import default_cache_root
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_") or k == "SLURM_CONF"}
+    env.update(ctx.env())
+    env["HARNESS_CACHE_DIR"] = str(default_cache_root().resolve())
+    if threads:
+        env.setdefault("OMP_NUM_THREADS", str(threads))
+    return env
+
+
+def cell_argv(sweep: Sweep) -> list[str]:
+    """Arguments that make a child process see the same sweep (file + overrides)."""
+    assert sweep.path is not None, "a sweep run in other processes needs its file"
+    return [str(sweep.path.resolve())] + [a for o in sweep.overrides for a in ("--set", o)]
+
+
+def log_dir(sweep: Sweep, logs: str | Path | None = None) -> Path:
+    path = Path(logs) if logs else Path("results") / "sweeps" / sweep.name
+    path.mkdir(parents=True, exist_ok=True)
+    return path.resolve()
+
+
+def _run_one(sweep: Sweep, cell: Cell, env: dict[str, str], logs: Path) -> int:
+    cmd = [sys.executable, "-m", "harness.sweep", *cell_argv(sweep), "--index", str(cell.index)]
+    with open(logs / f"cell-{cell.index:04d}.log", "w") as out:
+        return subprocess.run(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, check=False).returncode
+
+
+def run_local(sweep: Sweep, jobs: int = 1, logs: str | Path | None = None) -> int:
+    """Every unfinished cell on this machine, ``jobs`` processes at a time; 0 when all cells FINISHED."""
+    from tqdm import tqdm
+
+    ctx = prepare(sweep)
+    todo = pending(sweep, ctx)
+    print(f"{sweep.name}: {len(sweep.cells())} cells, {len(todo)} to run, {jobs} at a time", flush=True)
+    pre_encode(todo)
+    env, logs = task_env(ctx, max(1, (os.cpu_count() or 1) // jobs)), log_dir(sweep, logs)
+    failed = []
+    with ThreadPoolExecutor(max_workers=jobs) as pool, tqdm(total=len(todo), desc="cells") as bar:
+        futures = {pool.submit(_run_one, sweep, cell, env, logs): cell for cell in todo}
+        for future in as_completed(futures):
+            if future.result() != 0:
+                failed.append(futures[future])
+                bar.write(f"cell {futures[future].index} [{futures[future].name}] failed; log: {logs}")
+            bar.update()
+    counts = finalize(sweep, ctx)
+    return 0 if counts.get("FINISHED", 0) == len(sweep.cells()) else 1
+
+
+def slurm_script(name: str) -> Path:
+    """``slurm/<name>`` of this checkout (or ``$HARNESS_SLURM_DIR``)."""
+    root = os.environ.get("HARNESS_SLURM_DIR")
+    path = Path(root) / name if root else REPO / "slurm" / name
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found; set HARNESS_SLURM_DIR to the folder holding {name}")
+    return path
+
+
+def array_spec(indices: list[int]) -> str:
+    """[0, 1, 2, 5, 7, 8] -> ``0-2,5,7-8`` (sbatch --array syntax)."""
+    parts, start = [], None
+    for i, idx in enumerate(indices):
+        start = idx if start is None else start
+        if i + 1 == len(indices) or indices[i + 1] != idx + 1:
+            parts.append(str(idx) if start == idx else f"{start}-{idx}")
+            start = None
+    return ",".join(parts)
+
+
+def sbatch(args: list[str], env: dict[str, str]) -> str:
+    """Run ``sbatch --parsable``; return the job id."""
+    proc = subprocess.run(["sbatch", "--parsable", *args], env=env, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"sbatch {' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()}")
+    return proc.stdout.strip().split(";")[0]
+
+
+def submit(sweep: Sweep, sbatch_args: list[str] | None = None, max_parallel: int | None = None,
+           logs: str | Path | None = None) -> list[str]:
+    """Create experiment + parent once, then one array job of the unfinished cells and a finalize job after it.
+
+    Returns the submitted job ids (empty when every cell already FINISHED).
+    """
+    from mlflow import MlflowClient
+
+    ctx = prepare(sweep)
+    todo = pending(sweep, ctx)
+    if not todo:
+        print(f"{sweep.name}: all {len(sweep.cells())} cells FINISHED in MLflow; nothing to submit", flush=True)
+        finalize(sweep, ctx)
+        return []
+    pre_encode(todo)
+    env, logs, extra = task_env(ctx), log_dir(sweep, logs), list(sbatch_args or [])
+    array = array_spec([c.index for c in todo]) + (f"%{max_parallel}" if max_parallel else "")
+    job = sbatch([f"--array={array}", f"--job-name={sweep.name}", f"--output={logs}/%x-%A_%a.out", *extra,
+                  str(slurm_script("cell.sh")), *cell_argv(sweep)], env)
+    fin = sbatch([f"--dependency=afterany:{job}", f"--job-name={sweep.name}-finalize", f"--output={logs}/%x-%j.out",
+                  str(slurm_script("finalize.sh")), *cell_argv(sweep)], env)
+    client = MlflowClient(ctx.uri)
+    client.set_tag(ctx.parent_run_id, "slurm.array_job_id", job)
+    client.set_tag(ctx.parent_run_id, "slurm.finalize_job_id", fin)
+    print(f"{sweep.name}: submitted array job {job} --array={array} ({len(todo)} of {len(sweep.cells())} cells), "
+          f"finalize job {fin}; logs in {logs}", flush=True)
+    return [job, fin]
+
+
+def finalize(sweep: Sweep, ctx: Context) -> dict[str, int]:
+    """Close the parent run: FINISHED when every cell has a FINISHED run, else FAILED; log a cells table."""
+    import collections
+    import csv
+    import io
+
+    from mlflow import MlflowClient
+
+    client = MlflowClient(ctx.uri)
+    best: dict[str, Any] = {}
+    for run in search_all(client, ctx.experiment_id, f"tags.`{TAG_ROLE}` = 'cell'"):
+        key, old = run.data.tags.get(TAG_KEY), best.get(run.data.tags.get(TAG_KEY))
+        if old is None or (run.info.status == "FINISHED", run.info.start_time) > (old.info.status == "FINISHED", old.info.start_time):
+            best[key] = run
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["index", "key", "name", "status", "run_id"])
+    counts: collections.Counter = collections.Counter()
+    for cell in sweep.cells():
+        run = best.get(cell.key)
+        status = run.info.status if run else "MISSING"
+        counts[status] += 1
+        writer.writerow([cell.index, cell.key, cell.name, status, run.info.run_id if run else ""])
+    client.log_text(ctx.parent_run_id, buf.getvalue(), "sweep/cells.csv")
+    client.set_tag(ctx.parent_run_id, "harness.cells", " ".join(f"{k}={v}" for k, v in sorted(counts.items())))
+    client.set_terminated(ctx.parent_run_id, "FINISHED" if counts["FINISHED"] == len(sweep.cells()) else "FAILED")
+    print(f"{sweep.name}: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())), flush=True)
+    return dict(counts)
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+
+
+def list_cells(sweep: Sweep) -> str:
+    """One line per cell: index, key, run name, overrides (the ``key=value`` pairs ``harness train`` takes)."""
+    cells = sweep.cells()
+    lines = [f"# {sweep.name}: {len(cells)} cells -> experiment {sweep.experiment!r}"]
+    for cell in cells:
+        values = " ".join(f"{k}={_label(v)}" for k, v in cell.values.items())
+        lines.append(f"{cell.index:4d}  {cell.key}  {cell.name}  {values}")
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="harness sweep", description="Run a sweep grid (sweeps/*.yaml) locally or on Slurm.")
+    p.add_argument("file", help="sweep YAML: base config + grid")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override applied to every cell (repeatable)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--list", action="store_true", help="print the cells (index, key, overrides)")
+    mode.add_argument("--index", type=int, help="run one cell (default: $SLURM_ARRAY_TASK_ID)")
+    mode.add_argument("--local", action="store_true", help="run every unfinished cell on this machine")
+    mode.add_argument("--submit", action="store_true", help="create experiment + parent run, sbatch the array")
+    mode.add_argument("--finalize", action="store_true", help="close the parent run, log the cells table")
+    p.add_argument("-j", "--jobs", type=int, default=1, help="--local: processes at once")
+    p.add_argument("--max-parallel", type=int, help="--submit: array tasks at once (%%N)")
+    p.add_argument("--sbatch-arg", action="append", default=[], metavar="ARG",
+                   help="--submit: extra sbatch argument for the array, e.g. --sbatch-arg=--gres=gpu:1 "
+                        "(also from $HARNESS_SBATCH_ARGS)")
+    p.add_argument("--logs", help="folder for per-cell logs (default results/sweeps/<name>)")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import shlex
+
+    args = parse_args(argv)
+    sweep = load_sweep(args.file, args.overrides)
+    if args.index is None and not (args.list or args.local or args.submit or args.finalize):
+        if "SLURM_ARRAY_TASK_ID" not in os.environ:
+            print(list_cells(sweep))
+            return 0
+        args.index = int(os.environ["SLURM_ARRAY_TASK_ID"])
+    if args.list:
+        print(list_cells(sweep))
+        return 0
+    if args.index is not None:
+        return run_cell(sweep, args.index)
+    if args.finalize:
+        counts = finalize(sweep, context_from_env(sweep))
+        return 0 if counts.get("FINISHED", 0) == len(sweep.cells()) else 1
+    check_names(sweep.cells())
+    if args.local:
+        return run_local(sweep, max(1, args.jobs), args.logs)
+    extra = shlex.split(os.environ.get("HARNESS_SBATCH_ARGS", "")) + args.sbatch_arg
+    submit(sweep, extra, args.max_parallel, args.logs)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
