@@ -165,12 +165,13 @@ def auto_chunk_size(n_items: int) -> int:
 
 
 def _resolve_dtype(opts: EncodeOptions, device: torch.device, preferred: str) -> str:
-    wanted = opts.dtype or _ACCELERATE_DTYPES.get(os.environ.get("ACCELERATE_MIXED_PRECISION", "no"))
-    if wanted is not None and wanted not in DTYPES:
-        raise ValueError(f"--dtype {wanted!r} is not one of {', '.join(DTYPES)}")
-    if wanted is None:
-        wanted = preferred if device.type != "cpu" else "float32"
-    return wanted
+    """--dtype, else (on GPU) accelerate's mixed precision or the encoder's preference; float32 on CPU."""
+    if opts.dtype is not None:
+        _check_choice("--dtype", opts.dtype, DTYPES)
+        return opts.dtype
+    if device.type == "cpu":
+        return "float32"
+    return _ACCELERATE_DTYPES.get(os.environ.get("ACCELERATE_MIXED_PRECISION", "no")) or preferred
 
 
 def _check_choice(name: str, value: str | None, choices: tuple[str, ...]) -> None:

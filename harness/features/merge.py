@@ -34,13 +34,10 @@ def _tmp_memmap(path: Path, shape: tuple, dtype) -> tuple[np.memmap, Path]:
     return np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape), tmp
 
 
-def merge_shards(folder: Path, n_items: int, dim: int) -> MergeResult:
-    """Assemble every shard under ``folder/shards`` into the merged matrix and mask (atomically)."""
-    path_f, path_v = folder / "features.npy", folder / "valid.npy"
-    matrix, tmp_f = _tmp_memmap(path_f, (n_items, dim), np.float32)
-    valid = np.zeros(n_items, dtype=np.bool_)
+def _fill(folder: Path, matrix: np.ndarray, valid: np.ndarray, result: MergeResult) -> None:
+    """Copy every shard's rows into place; fail unless each item is covered exactly once."""
+    n_items, dim = matrix.shape
     seen = np.zeros(n_items, dtype=np.int64)
-    result = MergeResult(n_valid=0)
     for chunk, path in sorted(finished_chunks(folder / "shards").items()):
         shard = read_shard(path)
         if shard.features.shape[1:] != (dim,):
@@ -51,8 +48,22 @@ def merge_shards(folder: Path, n_items: int, dim: int) -> MergeResult:
         result.failures += shard.failures
         result.stats.append({"chunk": chunk, **shard.stats})
     _check_coverage(seen, n_items)
-    matrix.flush()
-    del matrix
+
+
+def merge_shards(folder: Path, n_items: int, dim: int) -> MergeResult:
+    """Assemble every shard under ``folder/shards`` into the merged matrix and mask (atomically)."""
+    path_f, path_v = folder / "features.npy", folder / "valid.npy"
+    matrix, tmp_f = _tmp_memmap(path_f, (n_items, dim), np.float32)
+    valid = np.zeros(n_items, dtype=np.bool_)
+    result = MergeResult(n_valid=0)
+    try:
+        _fill(folder, matrix, valid, result)
+        matrix.flush()
+    except BaseException:
+        tmp_f.unlink(missing_ok=True)
+        raise
+    finally:
+        del matrix
     os.replace(tmp_f, path_f)
     tmp_v = path_v.with_name(f".{path_v.name}.{os.getpid()}.tmp.npy")
     np.save(tmp_v, valid)

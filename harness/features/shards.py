@@ -49,6 +49,7 @@ def write_shard(shard_dir: Path, rank: int, shard: Shard) -> Path:
     }
     meta = {"chunk": str(shard.chunk), "failures": json.dumps(shard.failures), "stats": json.dumps(shard.stats)}
     save_file(tensors, str(tmp), metadata=meta)
+    os.chmod(tmp, 0o644)
     with open(tmp, "rb") as fh:
         os.fsync(fh.fileno())
     os.replace(tmp, final)
