@@ -42,11 +42,11 @@ def nearest_code(x: torch.Tensor, codebook: torch.Tensor, chunk: int = 1 << 16) 
 
 
 def fit_kmeans(x: np.ndarray, codes: int, seed: int = 0) -> np.ndarray:
-    """k-means codebook [K, m] (scikit-learn, k-means++ init, 3 restarts)."""
+    """k-means codebook [K, m] (scikit-learn: k-means++ init, one run, as its n_init="auto")."""
     from sklearn.cluster import KMeans
 
     _check_fit_input(x, codes)
-    km = KMeans(n_clusters=codes, n_init=3, random_state=seed).fit(np.asarray(x, dtype=np.float32))
+    km = KMeans(n_clusters=codes, n_init=1, random_state=seed).fit(np.asarray(x, dtype=np.float32))
     return km.cluster_centers_.astype(np.float32)
 
 
