@@ -27,14 +27,13 @@ from transformers import (
 )
 
 from encoders import packing
-from encoders.base import Encoder
+from encoders.base import Encoder, seeded_init
 from encoders.pooling import pool_packed, pool_padded
-from encoders.registry import EncoderSpec, LoadOptions, register_encoder
+from encoders.registry import RANDOM, EncoderSpec, LoadOptions, register_encoder
 from encoders.text_preprocess import TextPreprocessor
 from encoders.tokenizers import TINY_VOCAB, load_tokenizer, tiny_tokenizer
 from encoders.weights import resolve_snapshot
 
-RANDOM = "random"  # the ``weights`` of tiny test models: seeded random init
 DECODERS = ("llama", "glm", "glm4")
 
 
@@ -68,9 +67,8 @@ class HFTextSpec(EncoderSpec):
         return HFTextEncoder(info_of(self), model, pre, options.device, options.dtype, self)
 
     def _load_model(self, options: LoadOptions) -> tuple[nn.Module, Any]:
-        if self.weights == RANDOM:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(self.seed)
+        if options.random_init(self):  # tiny test models, or a real architecture for benchmarks
+            with seeded_init(self.seed, options.device):
                 model = self.model_class(self.config())
             return model, tiny_tokenizer()
         if self.remote_code and not options.trust_remote_code:

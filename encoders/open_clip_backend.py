@@ -17,13 +17,12 @@ from open_clip.model import CLIP
 from open_clip.tokenizer import SimpleTokenizer
 from torch import nn
 
-from encoders.base import Encoder
+from encoders.base import Encoder, seeded_init
 from encoders.images import ImageEncoderMixin, ImagePreprocessor
-from encoders.registry import EncoderSpec, LoadOptions, info_of, register_encoder
+from encoders.registry import RANDOM, EncoderSpec, LoadOptions, info_of, register_encoder
 from encoders.text_preprocess import clean_texts
 from encoders.weights import resolve_file
 
-RANDOM = "random"
 WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 OPENAI_PREPROCESS = {"mean": OPENAI_DATASET_MEAN, "std": OPENAI_DATASET_STD, "interpolation": "bicubic",
                      "resize_mode": "shortest"}  # OpenAI CLIP's eval transform (the checkpoints registered here)
@@ -46,9 +45,8 @@ class ClipSpec(EncoderSpec):
         return tower(self._clip(), self.modality)
 
     def load(self, options: LoadOptions) -> Encoder:
-        if self.weights == RANDOM:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(self.seed)
+        if options.random_init(self):
+            with seeded_init(self.seed, options.device):
                 clip = self._clip()
         else:
             repo = self.weights

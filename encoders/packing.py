@@ -9,6 +9,8 @@ The padded path stays the reference: both agree to float tolerance.
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 from torch import nn
 from transformers import AttentionInterface
@@ -21,6 +23,20 @@ try:  # torch >= 2.9 ships a varlen FlashAttention entry point
     from torch.nn.attention.varlen import varlen_attn
 except ImportError:  # pragma: no cover - older torch
     varlen_attn = None
+
+
+_VARLEN_ARGS = set(inspect.signature(varlen_attn).parameters) if varlen_attn is not None else set()
+
+
+def _fused(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu: torch.Tensor, max_len: int, scale: float | None) -> torch.Tensor:
+    """torch's varlen FlashAttention, causal, across the keyword names torch versions use."""
+    if "enable_gqa" in _VARLEN_ARGS:
+        kw = {"enable_gqa": k.shape[1] != q.shape[1]}
+    else:  # older torch: expand grouped key/value heads ourselves
+        k, v = (t.repeat_interleave(q.shape[1] // t.shape[1], dim=1) for t in (k, v))
+        kw = {}
+    kw.update({"window_size": (-1, 0)} if "window_size" in _VARLEN_ARGS else {"is_causal": True})
+    return varlen_attn(q, k, v, cu, cu, max_len, max_len, scale=scale, **kw)
 
 
 def varlen_available(device: torch.device, dtype: torch.dtype) -> bool:
@@ -69,8 +85,7 @@ def varlen_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, 
     q, k, v = (t[0].transpose(0, 1).contiguous() for t in (query, key, value))  # [T, H, D]
     cu = cu_seq_lens_q.to(torch.int32)
     if varlen_available(q.device, q.dtype):
-        out = varlen_attn(q, k, v, cu, cu, max_length_q, max_length_q, scale=scaling,
-                          window_size=(-1, 0), enable_gqa=k.shape[1] != q.shape[1])
+        out = _fused(q, k, v, cu, max_length_q, scaling)
     else:
         out = _per_text_sdpa(q, k, v, cu, scaling)
     return out.unsqueeze(0), None

@@ -22,6 +22,9 @@ from torch import nn
 from encoders.base import MODALITIES, Encoder, EncoderInfo, choose_strategy, count_parameters
 
 
+RANDOM = "random"  # the ``weights`` of tiny test models: seeded random init
+
+
 @dataclass(frozen=True, eq=False)
 class LoadOptions:
     """How ``create_encoder`` was asked to load (device, dtype, what is allowed)."""
@@ -31,6 +34,11 @@ class LoadOptions:
     trust_remote_code: bool = False
     allow_downloads: bool = False
     packing: bool | None = None  # None = the backend decides (padding-free where a varlen kernel exists)
+    random_weights: bool = False  # the real architecture with seeded random init (benchmarks; no checkpoint needed)
+    compile: bool = False  # torch.compile the repeated blocks (worth it on GPU for long jobs; ~20 s of compile)
+
+    def random_init(self, spec: "EncoderSpec") -> bool:
+        return self.random_weights or spec.weights == RANDOM
 
 
 @dataclass(frozen=True, eq=False)

@@ -16,12 +16,11 @@ from timm.models.resnet import BasicBlock, ResNet
 from timm.models.swin_transformer import SwinTransformer
 from torch import nn
 
-from encoders.base import Encoder
+from encoders.base import Encoder, seeded_init
 from encoders.images import ImageEncoderMixin, ImagePreprocessor
-from encoders.registry import EncoderSpec, LoadOptions, info_of, register_encoder
+from encoders.registry import RANDOM, EncoderSpec, LoadOptions, info_of, register_encoder
 from encoders.weights import resolve_file
 
-RANDOM = "random"
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 
@@ -39,9 +38,8 @@ class TimmSpec(EncoderSpec):
         return timm.create_model(self.timm_name, pretrained=False, num_classes=0)
 
     def load(self, options: LoadOptions) -> Encoder:
-        if self.weights == RANDOM:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(self.seed)
+        if options.random_init(self):
+            with seeded_init(self.seed, options.device):
                 model = self.skeleton()
         else:
             path = resolve_file(self.name, self.weights, WEIGHT_FILES, allow_downloads=options.allow_downloads)

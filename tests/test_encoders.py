@@ -256,3 +256,20 @@ def test_cli_lists_encoders(capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == ["name", "modality", "backend", "params", "dim", "pooling", "strategy"]
     assert lines[2].split() == ["llama-65b", "text", "transformers", "65.02B", "8192", "last@-1", "zero3"]
+
+
+def test_random_weights_build_real_architecture_offline():
+    enc = E.create_encoder("t5-small", random_weights=True)
+    info = E.get_info("t5-small")
+    assert enc.info.weights == "random" and enc.info.params == info.params == 35_330_816
+    feats = enc.encode(enc.preprocess(["Toy Story (1995)", ""]))
+    assert feats.shape == (2, 512) and torch.isfinite(feats).all() and (feats[1] == 0).all()
+
+
+def test_compile_blocks_compiles_each_repeated_layer():
+    from encoders.base import compile_blocks
+
+    enc = E.create_encoder("tiny-llama")
+    compile_blocks(enc.module)
+    assert all(layer._compiled_call_impl is not None for layer in enc.module.layers)
+    assert enc.module._compiled_call_impl is None  # the model's own input handling stays eager
