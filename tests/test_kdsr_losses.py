@@ -13,7 +13,15 @@ from harness.config import KDSRConfig
 from harness.kdsr import embedding_lr_factor
 from harness.kdsr.pairs import cooccurring_pairs, sample_positions, subset_size
 from harness.kdsr.scoring import paired_correlation_vectors, paired_scores, pairwise_correlation_vectors, pairwise_scores
-from harness.kdsr.student import StudentHeads, dissected_loss, hard_match_loss, holistic_loss, pair_mask, soft_match_loss
+from harness.kdsr.student import (
+    StudentHeads,
+    dissected_loss,
+    hard_match_loss,
+    holistic_loss,
+    pair_mask,
+    soft_match_loss,
+    standardise,
+)
 
 A = [1.0, 2.0, 2.0, 0.0]
 B = [2.0, 0.0, 1.0, 3.0]
@@ -88,40 +96,72 @@ S3 = torch.tensor([[0.0, 1.0, 0.0], [1.0, 0.0, 2.0], [0.0, 2.0, 0.0]])
 T3 = torch.tensor([[0.0, 0.5, 0.5], [0.5, 0.0, 1.0], [0.5, 1.0, 0.0]])
 
 
-def soft_by_hand(tau: float) -> float:
-    """Three items, two partners per anchor: p(first partner) = sigmoid((x1 - x2) / tau) and
-    n * sum_j (p_t - p_s)^2 = 2 * 2 * (p_t1 - p_s1)^2."""
-    anchors = [
-        (sigmoid((1 - 0) / tau), sigmoid((0.5 - 0.5) / tau)),  # anchor 0: partners 1, 2
-        (sigmoid((1 - 2) / tau), sigmoid((0.5 - 1.0) / tau)),  # anchor 1: partners 0, 2
-        (sigmoid((0 - 2) / tau), sigmoid((0.5 - 1.0) / tau)),  # anchor 2: partners 0, 1
-    ]
-    return sum(4.0 * (ps - pt) ** 2 for ps, pt in anchors) / 3
+def off_diagonal(m: torch.Tensor) -> list[float]:
+    return [m[i][j].item() for i in range(3) for j in range(3) if i != j]
+
+
+def z_by_hand(m: torch.Tensor) -> list[list[float]]:
+    """z-scores of a 3 x 3 score matrix over its 6 off-diagonal (valid) entries, population std."""
+    values = off_diagonal(m)
+    mean = sum(values) / 6
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / 6)
+    return [[(m[i][j].item() - mean) / std for j in range(3)] for i in range(3)]
+
+
+def soft_by_hand(s: list[list[float]], t: list[list[float]], tau: float) -> float:
+    """Three items, two partners (j, k) per anchor: p(j) = sigmoid((x_j - x_k) / tau), and
+    n * sum over partners (p_t - p_s)^2 = 2 * 2 * (p_t(j) - p_s(j))^2; mean over the 3 anchors."""
+    total = 0.0
+    for i, (j, k) in enumerate([(1, 2), (0, 2), (0, 1)]):
+        ps = sigmoid((s[i][j] - s[i][k]) / tau)
+        pt = sigmoid((t[i][j] - t[i][k]) / tau)
+        total += 4.0 * (ps - pt) ** 2
+    return total / 3
+
+
+MASK3 = pair_mask(torch.tensor([[1, 2, 3]]))
 
 
 @pytest.mark.parametrize("tau", [1.5, 0.5, 4.0])
 def test_soft_match_by_hand(tau):
-    mask = pair_mask(torch.tensor([[1, 2, 3]]))
-    got = soft_match_loss(S3[None], T3[None], mask, tau)
-    assert got.item() == pytest.approx(soft_by_hand(tau), rel=1e-5)
+    got = soft_match_loss(S3[None], T3[None], MASK3, tau)
+    assert got.item() == pytest.approx(soft_by_hand(S3.tolist(), T3.tolist(), tau), rel=1e-5)
+
+
+def test_standardise_by_hand():
+    # off-diagonal entries of S3: 1, 0, 1, 2, 0, 2 -> mean 1, population std sqrt(4 / 6)
+    z = standardise(S3[None], MASK3)[0]
+    assert z[0, 1].item() == pytest.approx(0.0, abs=1e-6)
+    assert z[1, 2].item() == pytest.approx(1.0 / math.sqrt(4 / 6), rel=1e-6)
+    assert z[0, 2].item() == pytest.approx(-1.0 / math.sqrt(4 / 6), rel=1e-6)
 
 
 def test_temperature_smooths():
-    mask = pair_mask(torch.tensor([[1, 2, 3]]))
-    losses = [soft_match_loss(S3[None], T3[None], mask, tau).item() for tau in (0.5, 1.5, 4.0, 50.0)]
+    losses = [soft_match_loss(S3[None], T3[None], MASK3, tau).item() for tau in (0.5, 1.5, 4.0, 50.0)]
     assert losses == sorted(losses, reverse=True)
     assert losses[-1] < 1e-3 * losses[0]
     with pytest.raises(ValueError, match="tau"):
-        soft_match_loss(S3[None], T3[None], mask, 0.0)
+        soft_match_loss(S3[None], T3[None], MASK3, 0.0)
 
 
 def test_hard_match_by_hand():
-    mask = pair_mask(torch.tensor([[1, 2, 3]]))
     # off-diagonal squared errors: (1-.5)^2 twice, (0-.5)^2 twice, (2-1)^2 twice -> 3 / 6
-    got = hard_match_loss(S3[None], T3[None], mask)
-    assert got.item() == pytest.approx(3.0 / 6, rel=1e-6)
-    assert holistic_loss(S3[None], T3[None], mask, 1.5, soft_match=False).item() == pytest.approx(3.0 / 6)
-    assert holistic_loss(S3[None], T3[None], mask, 1.5, soft_match=True).item() == pytest.approx(soft_by_hand(1.5), rel=1e-5)
+    assert hard_match_loss(S3[None], T3[None], MASK3).item() == pytest.approx(3.0 / 6, rel=1e-6)
+
+
+@pytest.mark.parametrize("tau", [1.5, 0.5])
+def test_holistic_soft_match_uses_z_scores(tau):
+    got = holistic_loss(S3[None], T3[None], MASK3, tau, soft_match=True)
+    assert got.item() == pytest.approx(soft_by_hand(z_by_hand(S3), z_by_hand(T3), tau), rel=1e-5)
+    # invariant to an affine change of either side's scores (scale > 0): only the structure counts
+    moved = holistic_loss(3.0 * S3[None] - 7.0, 0.1 * T3[None] + 2.0, MASK3, tau, soft_match=True)
+    assert moved.item() == pytest.approx(got.item(), rel=1e-4)
+
+
+def test_holistic_hard_match_is_two_one_minus_pearson():
+    r = float(np.corrcoef(off_diagonal(S3), off_diagonal(T3))[0, 1])
+    got = holistic_loss(S3[None], T3[None], MASK3, 1.5, soft_match=False)
+    assert got.item() == pytest.approx(2.0 * (1.0 - r), rel=1e-5)
 
 
 def test_pair_mask_padding_duplicates_invalid():

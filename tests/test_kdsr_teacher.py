@@ -97,20 +97,21 @@ def test_teacher_grid_scores_and_codes(small, score):
                 if ids[b, i] == ids[b, j]:
                     continue
                 za, zb = z[ids[b, i]], z[ids[b, j]]
-                assert scores[b, i, j].item() == pytest.approx(paired_scores(za, zb, score).item() / teacher.scale, rel=1e-4, abs=1e-5)
+                expected = (paired_scores(za, zb, score).item() - teacher.mean) / teacher.std
+                assert scores[b, i, j].item() == pytest.approx(expected, rel=1e-4, abs=1e-4)
                 vec = paired_correlation_vectors(za, zb, 4, score)
                 dists = [float(torch.linalg.norm(vec - c)) for c in teacher.codebook]
                 assert codes[b, i, j].item() == int(np.argmin(dists))  # nearest codeword
 
 
-@pytest.mark.parametrize("score", ["dot", "euclidean", "manhattan"])
-def test_teacher_scale_makes_scores_unit_rms(small, score):
+@pytest.mark.parametrize("score", ["cosine", "dot", "euclidean", "manhattan"])
+def test_teacher_scores_are_z_scores_over_fit_pairs(small, score):
     teachers, seqs, valid = small
     teacher = teachers[score]
     a, b = torch.from_numpy(cooccurring_pairs(seqs, 4000, seed=0, valid=valid)).T  # the pairs it was fitted on
     scores, _ = teacher.paired(a, b)
-    assert float(scores.pow(2).mean().sqrt()) == pytest.approx(1.0, rel=1e-4)
-    assert teachers["cosine"].scale == 1.0
+    assert float(scores.mean()) == pytest.approx(0.0, abs=1e-4)
+    assert float(scores.std(unbiased=False)) == pytest.approx(1.0, rel=1e-4)
 
 
 def test_tables_equal_on_the_fly(small):
@@ -170,7 +171,7 @@ def test_teacher_cache_hit_on_second_build(ml100k, tmp_path):
     assert second.teacher_info["text"]["cached"] is True and second.teacher_info["text"]["path"] == info["path"]
     a, b = first.teachers["text"], second.teachers["text"]
     assert torch.equal(a.latents, b.latents) and torch.equal(a.codebook, b.codebook) and torch.equal(a.valid, b.valid)
-    assert a.scale == b.scale and a.spec == b.spec
+    assert (a.mean, a.std, a.spec) == (b.mean, b.std, b.spec)
 
 
 def test_teacher_key_changes_with_settings_features_and_split():

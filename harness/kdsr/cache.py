@@ -22,7 +22,7 @@ from safetensors.torch import save_file
 
 from harness.kdsr.teacher import Teacher, TeacherSpec
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 def default_cache_root(cache_root: str | Path | None = None) -> Path:
@@ -57,7 +57,7 @@ def save_teacher(teacher: Teacher, path: Path, summary: dict) -> None:
         "valid": teacher.valid.cpu().to(torch.uint8).contiguous(),
         "codebook": teacher.codebook.detach().cpu().contiguous(),
     }
-    meta = {"spec": json.dumps(teacher.spec.to_dict()), "scale": repr(teacher.scale), "summary": json.dumps(summary)}
+    meta = {"spec": json.dumps(teacher.spec.to_dict()), "score_stats": json.dumps([teacher.mean, teacher.std]), "summary": json.dumps(summary)}
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
     os.close(fd)
     try:
@@ -74,5 +74,5 @@ def load_teacher(path: Path) -> tuple[Teacher, dict]:
         meta = f.metadata()
         tensors = {name: f.get_tensor(name) for name in f.keys()}
     spec = TeacherSpec(**json.loads(meta["spec"]))
-    teacher = Teacher(tensors["latents"], tensors["valid"].bool(), tensors["codebook"], float(meta["scale"]), spec)
+    teacher = Teacher(tensors["latents"], tensors["valid"].bool(), tensors["codebook"], tuple(json.loads(meta["score_stats"])), spec)
     return teacher, json.loads(meta["summary"])

@@ -2,9 +2,10 @@
 
 Every function is returned as a *similarity* (larger = more alike) so the four are
 interchangeable: cosine and dot as they are, Euclidean and Manhattan as the negative
-distance. Teacher scores are additionally divided by a fitted scale (see
-``harness.kdsr.teacher``); the student uses the raw similarity and its linear map W
-learns the scale.
+distance. Their ranges still differ (cosine in [-1, 1], the others unbounded), so the
+scores are compared as z-scores: the teacher's against the co-occurring pairs it was
+fitted on (``harness.kdsr.teacher``), and both sides again over each batch's valid pairs
+before the holistic loss (``harness.kdsr.student``).
 """
 
 from __future__ import annotations

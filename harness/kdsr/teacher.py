@@ -1,4 +1,4 @@
-"""The KDSR teacher: compressed item vectors, a score scale and a correlation codebook.
+"""The KDSR teacher: compressed item vectors, score statistics and a correlation codebook.
 
 Fitted once per (dataset, encoder, modality, teacher settings) from the encoder's
 features and the training sequences; ``harness.kdsr.cache`` stores it. For a batch
@@ -56,13 +56,13 @@ class TeacherSpec:
 class Teacher(nn.Module):
     """Holistic scores and dissected codes for item pairs (0-based item ids)."""
 
-    def __init__(self, latents: torch.Tensor, valid: torch.Tensor, codebook: torch.Tensor, scale: float, spec: TeacherSpec):
+    def __init__(self, latents: torch.Tensor, valid: torch.Tensor, codebook: torch.Tensor, stats: tuple[float, float], spec: TeacherSpec):
         super().__init__()
         self.spec = spec
         self.register_buffer("latents", latents.float(), persistent=False)
         self.register_buffer("valid", valid.bool(), persistent=False)
         self.register_buffer("codebook", codebook.float(), persistent=False)
-        self.scale = float(scale)
+        self.mean, self.std = float(stats[0]), float(stats[1])
 
     @property
     def num_items(self) -> int:
@@ -70,10 +70,10 @@ class Teacher(nn.Module):
 
     @torch.no_grad()
     def grid(self, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Scores [B, S, S] (phi / scale) and codes [B, S, S] int64 for every pair within each row of ``items`` [B, S]."""
+        """Standardised scores [B, S, S] and codes [B, S, S] int64 for every pair within each row of ``items`` [B, S]."""
         with torch.autocast(items.device.type, enabled=False):  # codes must not flip under bf16 autocast
             z = self.latents[items]
-            scores = pairwise_scores(z, self.spec.score) / self.scale
+            scores = (pairwise_scores(z, self.spec.score) - self.mean) / self.std
             codes = nearest_code(pairwise_correlation_vectors(z, self.spec.sub_vectors, self.spec.score), self.codebook)
         return scores, codes
 
@@ -82,23 +82,21 @@ class Teacher(nn.Module):
         """Scores and codes for aligned pairs ``(a[k], b[k])``."""
         with torch.autocast(a.device.type, enabled=False):
             za, zb = self.latents[a], self.latents[b]
-            scores = paired_scores(za, zb, self.spec.score) / self.scale
+            scores = (paired_scores(za, zb, self.spec.score) - self.mean) / self.std
             codes = nearest_code(paired_correlation_vectors(za, zb, self.spec.sub_vectors, self.spec.score), self.codebook)
         return scores, codes
 
 
-def score_scale(latents: torch.Tensor, pairs: np.ndarray, score: str) -> float:
-    """1 for cosine (already in [-1, 1]); otherwise the RMS of phi over ``pairs``, so every
-    scoring function gives teacher scores of typical magnitude 1."""
-    if score == "cosine":
-        return 1.0
+def score_stats(latents: torch.Tensor, pairs: np.ndarray, score: str) -> tuple[float, float]:
+    """Mean and std of phi over ``pairs``: teacher scores are z-scores against co-occurring pairs,
+    so the four scoring functions (bounded cosine, unbounded dot, negative distances) are on one scale."""
     a, b = torch.from_numpy(pairs).T
-    phi = paired_scores(latents[a], latents[b], score)
-    return float(phi.pow(2).mean().sqrt().clamp_min(1e-12))
+    phi = paired_scores(latents[a], latents[b], score).double()
+    return float(phi.mean()), float(phi.std(unbiased=False).clamp_min(1e-12))
 
 
 def fit_teacher(features: np.ndarray, valid: np.ndarray, train_sequences: list[np.ndarray], spec: TeacherSpec, progress: bool = True) -> tuple[Teacher, dict]:
-    """Fit autoencoder, score scale and codebook; return the teacher and a summary dict."""
+    """Fit autoencoder, score statistics and codebook; return the teacher and a summary dict."""
     valid = np.asarray(valid, dtype=bool)
     latents = np.zeros((len(features), spec.latent_dim), dtype=np.float32)
     latents[valid], history = fit_autoencoder(np.asarray(features)[valid], spec.latent_dim, seed=spec.seed, max_epochs=spec.ae_max_epochs, patience=spec.ae_patience, progress=progress)
@@ -109,9 +107,9 @@ def fit_teacher(features: np.ndarray, valid: np.ndarray, train_sequences: list[n
     a, b = torch.from_numpy(pairs).T
     vectors = paired_correlation_vectors(z[a], z[b], spec.sub_vectors, spec.score).numpy()
     codebook = torch.from_numpy(fit_codebook(vectors, spec.codes, spec.quantizer, seed=spec.seed, progress=progress))
-    teacher = Teacher(z, torch.from_numpy(valid), codebook, score_scale(z, pairs, spec.score), spec)
+    teacher = Teacher(z, torch.from_numpy(valid), codebook, score_stats(z, pairs, spec.score), spec)
     usage = np.bincount(nearest_code(torch.from_numpy(vectors), codebook).numpy(), minlength=spec.codes)
-    summary = {"ae_epochs": len(history), "ae_mse": history[-1], "fit_pairs": len(pairs), "codes_used": int((usage > 0).sum()), "scale": teacher.scale}
+    summary = {"ae_epochs": len(history), "ae_mse": history[-1], "fit_pairs": len(pairs), "codes_used": int((usage > 0).sum()), "score_mean": teacher.mean, "score_std": teacher.std}
     return teacher, summary
 
 
