@@ -1,0 +1,363 @@
+"""One training cell: ``harness train [--config FILE] key=value ...``.
+
+``run(cfg, logger)`` goes data -> split -> features -> model (+ KDSR) -> epochs with early
+stopping on the validation split -> test at the best-validation epoch, logging through a
+``harness.tracking.Logger``. Causal backbones are trained on every position of a window of
+``max_len`` items in one forward pass (the same next-item targets as RecBole's prefix
+expansion, about ``max_len`` times fewer forward passes); other backbones get one sample per
+target. The loss is cross-entropy over all items. See docs/TRAINING.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+import traceback
+from collections.abc import Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from harness.batching import SequenceStore, causal_windows, prefix_targets
+from harness.config import Config, cell_key, load, to_dict, to_yaml
+from harness.evaluation import PROTOCOL_AVERAGE, evaluate, metric_names, split_targets
+from harness.tracking import Logger, MLflowLogger
+
+MODALITIES = ("text", "image")
+
+
+@dataclass
+class Cell:
+    """Everything one run works on, built once by :func:`setup`."""
+
+    cfg: Config
+    device: torch.device
+    dataset: Any
+    split: Any
+    store: SequenceStore
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    kdsr: Any = None
+    features: dict = field(default_factory=dict)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("train.device=cuda but no CUDA device is visible; use train.device=cpu or auto")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA) for a reproducible run."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def check_config(cfg: Config) -> None:
+    """Training-specific checks that ``harness.config.validate`` cannot do."""
+    valid = metric_names()
+    if cfg.train.valid_metric not in valid:
+        raise ValueError(f"train.valid_metric={cfg.train.valid_metric!r} is not a metric; valid: {', '.join(valid)}")
+    for key in ("epochs", "batch_size", "eval_batch_size"):
+        if getattr(cfg.train, key) < 1:
+            raise ValueError(f"train.{key} must be >= 1, got {getattr(cfg.train, key)}")
+    if cfg.dataset.max_len < 1:
+        raise ValueError(f"dataset.max_len must be >= 1, got {cfg.dataset.max_len}")
+
+
+def load_data(cfg: Config) -> tuple[Any, Any, SequenceStore]:
+    """The dataset, its split and the packed sequences."""
+    from harness.data import load_dataset, make_split
+
+    dataset = load_dataset(cfg.dataset.name, cfg.dataset.data_dir)
+    split = make_split(dataset, cfg.dataset.protocol, cfg.dataset.valid_fraction)
+    return dataset, split, SequenceStore(dataset.sequences)
+
+
+def load_modalities(cfg: Config, dataset: Any) -> dict[str, Any]:
+    """Modality name -> ``Features`` for every encoder the config names (encoded now if not cached)."""
+    encoders = {"text": cfg.features.text_encoder, "image": cfg.features.image_encoder}
+    if not any(encoders.values()):
+        return {}
+    from harness.features import ensure_features
+
+    return {m: ensure_features(dataset, enc, m, cfg.features.cache_dir) for m, enc in encoders.items() if enc}
+
+
+def make_optimizer(cfg: Config, model: torch.nn.Module, extra: torch.nn.Module | None = None) -> torch.optim.Optimizer:
+    """Adam with two groups: the item tables (``embeddings``, KDSR's asynchronous LR) and the rest
+    (backbone, plus the trainable student heads of KDSR when ``extra`` has parameters)."""
+    tables = list(model.items.embedding_parameters())
+    table_ids = {id(p) for p in tables}
+    params = list(model.parameters()) + (list(extra.parameters()) if extra is not None else [])
+    seen: set[int] = set()
+    rest = [p for p in params if p.requires_grad and id(p) not in table_ids and not (id(p) in seen or seen.add(id(p)))]
+    groups = [{"params": tables, "name": "embeddings"}, {"params": rest, "name": "other"}]
+    return torch.optim.Adam([g for g in groups if g["params"]], lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+
+
+def setup(cfg: Config) -> Cell:
+    """Seeds, device, data, features, model, optimizer and (optionally) the KDSR teacher."""
+    from harness.models import build_model
+
+    check_config(cfg)
+    seed_everything(cfg.train.seed)
+    if cfg.train.threads > 0:
+        torch.set_num_threads(cfg.train.threads)
+    device = resolve_device(cfg.train.device)
+    dataset, split, store = load_data(cfg)
+    features = load_modalities(cfg, dataset)
+    model = build_model(cfg, dataset.num_items, features).to(device)
+    kdsr = None
+    if cfg.kdsr.enabled:
+        from harness.kdsr import build_kdsr
+
+        kdsr = build_kdsr(cfg.kdsr, dataset, split, features, cfg.features.cache_dir)
+        if isinstance(kdsr, torch.nn.Module):
+            kdsr.to(device)
+    heads = kdsr if isinstance(kdsr, torch.nn.Module) else None
+    return Cell(cfg, device, dataset, split, store, model, make_optimizer(cfg, model, heads), kdsr, features)
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def training_samples(model: torch.nn.Module, split: Any, max_len: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(user, start, size) slices to train on: windows for causal backbones, one prefix per target otherwise.
+
+    A slice ``seq[start : start+size]`` feeds its first ``size-1`` items; for a causal model
+    every position predicts the next item, for the others only the last one does.
+    """
+    train_lengths = np.asarray(split.valid_start, dtype=np.int64)
+    if getattr(model, "causal", False):
+        return causal_windows(train_lengths, max_len)
+    users, positions = prefix_targets(train_lengths)
+    sizes = np.minimum(positions, max_len) + 1
+    return users, positions + 1 - sizes, sizes
+
+
+def batches(
+    store: SequenceStore, samples: tuple[np.ndarray, ...], causal: bool, batch_size: int, max_len: int, rng: np.random.Generator
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Shuffled ``(inputs, targets)`` pairs ``[B, W]`` of shifted ids (0 = pad / no target), W <= max_len."""
+    users, starts, sizes = samples
+    order = rng.permutation(len(users))
+    for lo in range(0, len(order), batch_size):
+        idx = order[lo : lo + batch_size]
+        u, s, z = users[idx], starts[idx], sizes[idx]
+        width = int(z.max()) - 1
+        inputs = store.slices(u, s, z - 1, width)
+        if causal:
+            targets = store.slices(u, s + 1, z - 1, width)
+        else:
+            targets = np.zeros_like(inputs)
+            targets[np.arange(len(idx)), z - 2] = store.items_at(u, s + z - 1) + 1
+        yield inputs, targets
+
+
+def autocast(cell: Cell):
+    """bf16 autocast on CUDA when ``train.amp``; a no-op context on CPU."""
+    if cell.device.type == "cuda" and cell.cfg.train.amp:
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def batch_loss(cell: Cell, inputs: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Cross-entropy over all items at every position with a target, plus the KDSR terms."""
+    with autocast(cell):
+        hidden = cell.model(inputs)
+        where = targets > 0
+        logits = cell.model.scores(hidden[where])
+    losses = {"rec": F.cross_entropy(logits.float(), targets[where] - 1)}
+    total = losses["rec"]
+    if cell.kdsr is not None:
+        with autocast(cell):
+            extra = cell.kdsr.losses(cell.model.items, inputs)
+        losses.update({k: v.float() for k, v in extra.items() if k != "total"})
+        total = total + extra["total"].float()
+    losses["loss"] = total
+    return losses
+
+
+def set_epoch_lr(cell: Cell, epoch: int) -> None:
+    """Base LR everywhere; the ``embeddings`` group follows KDSR's asynchronous schedule when enabled."""
+    factor = 1.0
+    if cell.kdsr is not None:
+        from harness.kdsr import embedding_lr_factor
+
+        factor = embedding_lr_factor(epoch, cell.cfg.kdsr)
+    for group in cell.optimizer.param_groups:
+        group["lr"] = cell.cfg.train.lr * (factor if group.get("name") == "embeddings" else 1.0)
+
+
+def train_epoch(cell: Cell, samples: tuple[np.ndarray, ...], epoch: int) -> dict[str, float]:
+    """One pass over the training samples; returns mean losses (``train/loss``, ``train/holistic`` ...)."""
+    cfg, causal = cell.cfg, bool(getattr(cell.model, "causal", False))
+    rng = np.random.default_rng([cfg.train.seed, epoch])
+    set_epoch_lr(cell, epoch)
+    cell.model.train()
+    sums: dict[str, float] = {}
+    n_batches = -(-len(samples[0]) // cfg.train.batch_size)
+    stream = batches(cell.store, samples, causal, cfg.train.batch_size, cfg.dataset.max_len, rng)
+    bar = tqdm(stream, total=n_batches, desc=f"epoch {epoch}", leave=False, mininterval=2, dynamic_ncols=True)
+    for inputs, targets in bar:
+        losses = batch_loss(cell, to_device(inputs, cell.device), to_device(targets, cell.device))
+        cell.optimizer.zero_grad(set_to_none=True)
+        losses["loss"].backward()
+        cell.optimizer.step()
+        for key, value in losses.items():
+            sums[key] = sums.get(key, 0.0) + float(value.detach())
+        bar.set_postfix(loss=f"{sums['loss'] / (bar.n + 1):.4f}", refresh=False)
+    if not sums:
+        raise ValueError("no training samples: every user's training part has fewer than 2 items")
+    return {("train/loss" if k == "loss" else f"train/{k}"): v / n_batches for k, v in sums.items()}
+
+
+def to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(array)).to(device, non_blocking=True)
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+def model_scorer(cell: Cell):
+    """``score_fn`` for :func:`harness.evaluation.evaluate`: hidden state at each row's last item -> scores.
+
+    The backbone may run under bf16 autocast; the final product with the item table is float32
+    so that low-precision rounding does not create ties."""
+
+    def score(item_seq: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        with autocast(cell):
+            hidden = cell.model(item_seq)
+        last = hidden[torch.arange(len(item_seq), device=hidden.device), lengths - 1]
+        return cell.model.scores(last.float())
+
+    return score
+
+
+def evaluate_part(cell: Cell, part: str, score_fn=None) -> dict[str, float]:
+    """Full-ranking metrics on ``part`` ("valid" | "test"), named ``<part>/<metric>``."""
+    cfg = cell.cfg
+    users, positions = split_targets(cell.split.valid_start, cell.split.test_start, cell.store.lengths, part)
+    cell.model.eval()
+    metrics = evaluate(
+        score_fn or model_scorer(cell),
+        cell.store,
+        users,
+        positions,
+        cfg.dataset.max_len,
+        batch_size=cfg.train.eval_batch_size,
+        ties=cfg.train.eval_ties,
+        average=PROTOCOL_AVERAGE[cfg.dataset.protocol],
+        mask_history=cfg.train.mask_history,
+        device=cell.device,
+    )
+    return {f"{part}/{k}": v for k, v in metrics.items()}
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+@dataclass
+class FitResult:
+    best_epoch: int
+    best_valid: dict[str, float]
+    epochs: int
+    train_time_s: float
+
+
+def fit(cell: Cell, logger: Logger) -> FitResult:
+    """Epochs until ``train.epochs`` or ``train.patience`` epochs without a better validation metric.
+
+    The best epoch's weights are kept in memory (CPU copy) and loaded back at the end.
+    ``patience <= 0`` disables early stopping."""
+    cfg = cell.cfg
+    key = f"valid/{cfg.train.valid_metric}"
+    samples = training_samples(cell.model, cell.split, cfg.dataset.max_len)
+    best = FitResult(-1, {}, 0, 0.0)
+    best_state: dict[str, torch.Tensor] | None = None
+    start = time.perf_counter()
+    for epoch in range(cfg.train.epochs):
+        tick = time.perf_counter()
+        metrics = train_epoch(cell, samples, epoch)
+        metrics["epoch_time_s"] = time.perf_counter() - tick
+        metrics.update(evaluate_part(cell, "valid"))
+        if cell.kdsr is not None and cfg.kdsr.monitor:
+            metrics.update(cell.kdsr.monitor(cell.model.items))
+        logger.log_metrics(metrics, step=epoch)
+        best.epochs = epoch + 1
+        if best_state is None or metrics[key] > best.best_valid[key]:
+            best.best_epoch, best.best_valid = epoch, {k: v for k, v in metrics.items() if k.startswith("valid/")}
+            best_state = {k: v.detach().to("cpu", copy=True) for k, v in cell.model.state_dict().items()}
+        elif 0 < cfg.train.patience <= epoch - best.best_epoch:
+            break
+    best.train_time_s = time.perf_counter() - start
+    cell.model.load_state_dict(best_state)
+    return best
+
+
+def log_run_header(cell: Cell, logger: Logger) -> None:
+    """Resolved config (params + YAML artifact), data statistics and identifying tags."""
+    cfg, data = cell.cfg, cell.dataset
+    logger.log_params(to_dict(cfg))
+    logger.log_text(to_yaml(cfg), "config.yaml")
+    logger.log_params({
+        "data": {"users": len(data.sequences), "items": data.num_items, "interactions": int(cell.store.lengths.sum())},
+        "model_params": sum(p.numel() for p in cell.model.parameters()),
+    })
+    logger.set_tags({
+        "cell_key": cell_key(cfg), "dataset": cfg.dataset.name, "model": cfg.model.name, "items": cfg.model.items,
+        "kdsr": cfg.kdsr.enabled, "text_encoder": cfg.features.text_encoder or "", "image_encoder": cfg.features.image_encoder or "",
+        "device": str(cell.device),
+    })
+
+
+def run(cfg: Config, logger: Logger) -> dict[str, float]:
+    """Train one cell and return the final metrics (``test/*`` at the best-validation epoch, ``best_epoch`` ...)."""
+    cell = setup(cfg)
+    log_run_header(cell, logger)
+    result = fit(cell, logger)
+    final = evaluate_part(cell, "test")
+    final.update({"best_epoch": result.best_epoch, "epochs_run": result.epochs, "train_time_s": result.train_time_s})
+    final.update({f"best_{k}": v for k, v in result.best_valid.items()})
+    logger.log_metrics(final, step=result.best_epoch)
+    logger.log_dict(final, "results.json")
+    return final
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="harness train", description="Train one recommender (optionally with KDSR).")
+    parser.add_argument("--config", help="YAML file with config sections (dataset, model, train, kdsr, ...)")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. train.epochs=1 model=gru4rec")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry: resolve the config, open an MLflow run, train, print the final metrics as JSON."""
+    args = parse_args(argv)
+    cfg = load(args.config, args.overrides)
+    logger = MLflowLogger(cfg.tracking)
+    try:
+        final = run(cfg, logger)
+    except BaseException as exc:
+        logger.finish("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED", error=traceback.format_exc())
+        raise
+    logger.finish("FINISHED")
+    print(json.dumps({"run_id": getattr(logger, "run_id", None), **final}, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
