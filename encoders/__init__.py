@@ -9,10 +9,23 @@ import dataclasses
 
 import torch
 
+from encoders import (  # noqa: F401  (register names)
+    hf_text,
+    open_clip_backend,
+    sentence_transformers_backend,
+    timm_backend,
+)
 from encoders.base import Encoder, EncoderInfo, compile_blocks
-from encoders.registry import RANDOM, EncoderSpec, LoadOptions, get_info, get_spec, list_encoders, register_encoder
+from encoders.registry import (
+    RANDOM,
+    EncoderSpec,
+    LoadOptions,
+    get_info,
+    get_spec,
+    list_encoders,
+    register_encoder,
+)
 from encoders.weights import WeightsNotFoundError
-from encoders import hf_text, open_clip_backend, sentence_transformers_backend, timm_backend  # noqa: F401,E402  (register names)
 
 __all__ = [
     "Encoder", "EncoderInfo", "EncoderSpec", "LoadOptions", "WeightsNotFoundError",

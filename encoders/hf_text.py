@@ -7,8 +7,9 @@ Decoder-only models (LLaMA, GLM) support a padding-free packed path (see ``encod
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -80,7 +81,7 @@ class HFTextSpec(EncoderSpec):
         path = local_or_snapshot(self, options)
         model_cls = self.model_class
         if self.remote_code:
-            from transformers import AutoModel as model_cls  # noqa: N813 - the remote class is only known at load
+            from transformers import AutoModel as model_cls
         model = model_cls.from_pretrained(
             str(path), dtype=options.dtype, local_files_only=True, trust_remote_code=options.trust_remote_code,
             **self.model_kwargs,
@@ -137,14 +138,14 @@ class HFTextEncoder(Encoder):
 # ----------------------------------------------------------------------------- real names
 
 _LLAMA = {  # LLaMA-1 sizes (Touvron et al. 2023); any compatible local checkpoint loads by path
-    "llama-7b": ("huggyllama/llama-7b", dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32)),
-    "llama-13b": ("huggyllama/llama-13b", dict(hidden_size=5120, intermediate_size=13824, num_hidden_layers=40, num_attention_heads=40)),
-    "llama-65b": ("huggyllama/llama-65b", dict(hidden_size=8192, intermediate_size=22016, num_hidden_layers=80, num_attention_heads=64)),
+    "llama-7b": ("huggyllama/llama-7b", {"hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers": 32, "num_attention_heads": 32}),
+    "llama-13b": ("huggyllama/llama-13b", {"hidden_size": 5120, "intermediate_size": 13824, "num_hidden_layers": 40, "num_attention_heads": 40}),
+    "llama-65b": ("huggyllama/llama-65b", {"hidden_size": 8192, "intermediate_size": 22016, "num_hidden_layers": 80, "num_attention_heads": 64}),
 }
 _T5 = {
-    "t5-small": ("google-t5/t5-small", dict(d_model=512, d_ff=2048, d_kv=64, num_layers=6, num_heads=8)),
-    "t5-base": ("google-t5/t5-base", dict(d_model=768, d_ff=3072, d_kv=64, num_layers=12, num_heads=12)),
-    "t5-large": ("google-t5/t5-large", dict(d_model=1024, d_ff=4096, d_kv=64, num_layers=24, num_heads=16)),
+    "t5-small": ("google-t5/t5-small", {"d_model": 512, "d_ff": 2048, "d_kv": 64, "num_layers": 6, "num_heads": 8}),
+    "t5-base": ("google-t5/t5-base", {"d_model": 768, "d_ff": 3072, "d_kv": 64, "num_layers": 12, "num_heads": 12}),
+    "t5-large": ("google-t5/t5-large", {"d_model": 1024, "d_ff": 4096, "d_kv": 64, "num_layers": 24, "num_heads": 16}),
 }
 
 
@@ -205,7 +206,7 @@ def chatglm3_6b() -> HFTextSpec:
 
 # ----------------------------------------------------------------------------- tiny test models
 
-_TINY_COMMON = dict(vocab_size=TINY_VOCAB, pad_token_id=0)
+_TINY_COMMON = {"vocab_size": TINY_VOCAB, "pad_token_id": 0}
 
 
 def _tiny(name: str, family: str, model_class: type, cfg: Callable[[], PretrainedConfig], dim: int, pooling: str) -> HFTextSpec:

@@ -7,9 +7,10 @@ corrupt image never raises: its row is zeros and ``valid=False``.
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from PIL import Image

@@ -16,7 +16,10 @@ from transformers import AutoConfig, AutoModel
 
 from encoders.hf_text import DECODERS, HFTextSpec, default_pooling, model_class_for
 from encoders.registry import EncoderSpec
-from encoders.sentence_transformers_backend import is_sentence_transformers_dir, sentence_transformers_spec
+from encoders.sentence_transformers_backend import (
+    is_sentence_transformers_dir,
+    sentence_transformers_spec,
+)
 
 PREFIX = "local-dir:"
 
@@ -54,7 +57,7 @@ def infer_spec(path: Path, trust_remote_code: bool = False) -> EncoderSpec:
     config = AutoConfig.from_pretrained(str(path), local_files_only=True, trust_remote_code=remote)
     make_config = partial(AutoConfig.from_pretrained, str(path), local_files_only=True, trust_remote_code=remote)
     model_class = partial(AutoModel.from_config, trust_remote_code=True) if remote else model_class_for(config)
-    dim = getattr(config, "hidden_size", None) or getattr(config, "d_model")
+    dim = getattr(config, "hidden_size", None) or config.d_model
     max_pos = getattr(config, "max_position_embeddings", None) or getattr(config, "seq_length", None) or 512
     family = config.model_type
     return HFTextSpec(

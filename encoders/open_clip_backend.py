@@ -19,7 +19,13 @@ from torch import nn
 
 from encoders.base import Encoder, seeded_init
 from encoders.images import ImageEncoderMixin, ImagePreprocessor
-from encoders.registry import RANDOM, EncoderSpec, LoadOptions, info_of, register_encoder
+from encoders.registry import (
+    RANDOM,
+    EncoderSpec,
+    LoadOptions,
+    info_of,
+    register_encoder,
+)
 from encoders.text_preprocess import clean_texts
 from encoders.weights import resolve_file
 
@@ -121,11 +127,11 @@ for _name in _REAL:
     register_encoder(_name)(lambda n=_name: _real(n, "image"))
     register_encoder(f"{_name}-text")(lambda n=_name: _real(n, "text"))
 
-_TINY_CFG = dict(
-    embed_dim=16,
-    vision_cfg=dict(image_size=32, layers=2, width=32, head_width=16, patch_size=8),
-    text_cfg=dict(context_length=32, vocab_size=49408, width=32, heads=2, layers=2),
-)
+_TINY_CFG = {
+    "embed_dim": 16,
+    "vision_cfg": {"image_size": 32, "layers": 2, "width": 32, "head_width": 16, "patch_size": 8},
+    "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2},
+}
 
 
 def _tiny(modality: str) -> ClipSpec:

@@ -12,15 +12,21 @@ from __future__ import annotations
 import difflib
 import fnmatch
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import lru_cache
-from typing import Any, Callable
+from functools import cache
+from typing import Any
 
 import torch
 from torch import nn
 
-from encoders.base import MODALITIES, Encoder, EncoderInfo, choose_strategy, count_parameters
-
+from encoders.base import (
+    MODALITIES,
+    Encoder,
+    EncoderInfo,
+    choose_strategy,
+    count_parameters,
+)
 
 RANDOM = "random"  # the ``weights`` of tiny test models: seeded random init
 
@@ -37,7 +43,7 @@ class LoadOptions:
     random_weights: bool = False  # the real architecture with seeded random init (benchmarks; no checkpoint needed)
     compile: bool = False  # torch.compile the repeated blocks (worth it on GPU for long jobs; ~20 s of compile)
 
-    def random_init(self, spec: "EncoderSpec") -> bool:
+    def random_init(self, spec: EncoderSpec) -> bool:
         return self.random_weights or spec.weights == RANDOM
 
 
@@ -87,7 +93,7 @@ def register_encoder(name: str) -> Callable[[Callable[[], EncoderSpec]], Callabl
     return wrap
 
 
-@lru_cache(maxsize=None)
+@cache
 def _registered_spec(name: str) -> EncoderSpec:
     spec = _FACTORIES[name]()
     if spec.name != name or spec.modality not in MODALITIES:
@@ -126,7 +132,7 @@ def list_encoders(pattern: str = "*") -> list[str]:
     return out
 
 
-@lru_cache(maxsize=None)
+@cache
 def _params(spec: EncoderSpec) -> int:
     return spec.count_params()
 

@@ -6,19 +6,30 @@ Real names load timm's own checkpoint files from ``$HARNESS_WEIGHTS_DIR/<name>``
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import timm
-import torch
-from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, create_transform, resolve_model_data_config
+from timm.data import (
+    IMAGENET_DEFAULT_MEAN,
+    IMAGENET_DEFAULT_STD,
+    create_transform,
+    resolve_model_data_config,
+)
 from timm.models.resnet import BasicBlock, ResNet
 from timm.models.swin_transformer import SwinTransformer
 from torch import nn
 
 from encoders.base import Encoder, seeded_init
 from encoders.images import ImageEncoderMixin, ImagePreprocessor
-from encoders.registry import RANDOM, EncoderSpec, LoadOptions, info_of, register_encoder
+from encoders.registry import (
+    RANDOM,
+    EncoderSpec,
+    LoadOptions,
+    info_of,
+    register_encoder,
+)
 from encoders.weights import resolve_file
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")

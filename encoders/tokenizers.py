@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
@@ -18,7 +18,7 @@ def minilm_dir() -> Path:
 TINY_VOCAB = 30522  # MiniLM's (BERT uncased) WordPiece vocabulary, reused by every tiny text model
 
 
-@lru_cache(maxsize=None)
+@cache
 def tiny_tokenizer() -> PreTrainedTokenizerBase:
     """A real subword tokenizer available offline, shared by the tiny random-weight text models."""
     tok = AutoTokenizer.from_pretrained(str(minilm_dir()), local_files_only=True)
