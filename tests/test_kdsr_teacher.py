@@ -9,6 +9,7 @@ import torch
 
 from harness.config import KDSRConfig
 from harness.data import load_dataset, make_split, train_sequences
+from harness.features import encoder_key
 from harness.kdsr import build_kdsr
 from harness.kdsr.autoencoder import fit_autoencoder
 from harness.kdsr.cache import sequences_digest, teacher_key, teacher_path
@@ -126,25 +127,13 @@ def test_tables_equal_on_the_fly(small):
 
 # ---------------------------------------------------------------- real MiniLM features on ML-100K
 
-class RealFeatures:
-    """What ``harness.features.Features`` holds: matrix, valid, manifest."""
-
-    def __init__(self, matrix: np.ndarray, encoder: str):
-        self.matrix, self.valid = matrix, np.abs(matrix).sum(1) > 0
-        self.manifest = {"encoder": encoder}  # no fingerprint: the teacher key hashes the matrix
-
-
 @pytest.fixture(scope="module")
 def ml100k():
-    from encoders import create_encoder
+    """ML-100K with real MiniLM text features from the feature cache (encoded once per session)."""
+    from harness.features import ensure_features
 
     dataset = load_dataset("ml-100k")
-    encoder = create_encoder("minilm-l6")
-    texts = dataset.items.texts
-    with torch.no_grad():
-        rows = [encoder.encode(encoder.preprocess(texts[i : i + 256])) for i in range(0, len(texts), 256)]
-    features = RealFeatures(torch.cat(rows).float().numpy(), "minilm-l6")
-    return dataset, make_split(dataset), features
+    return dataset, make_split(dataset), ensure_features(dataset, "minilm-l6", "text")
 
 
 @pytest.mark.parametrize("quantizer", ["vq", "kmeans"])
@@ -189,5 +178,6 @@ def test_teacher_key_changes_with_settings_features_and_split():
         teacher_key(TeacherSpec(), "f1", sequences_digest(train_sequences(dataset, loo))),
     }
     assert len(others) == 6 and base not in others
-    path = teacher_path("/c", "ml-1m", "org/model v2", "text", base)
-    assert str(path) == f"/c/teachers/ml-1m/org--model--v2/text/{base}.safetensors"
+    assert str(teacher_path("/c", "ml-1m", "minilm-l6", "text", base)) == f"/c/teachers/ml-1m/minilm-l6/text/{base}.safetensors"
+    local = teacher_path("/c", "ml-1m", "/models/my llm", "text", base)  # a local path: the features' folder name
+    assert local.parent.parent.name == encoder_key("/models/my llm") and local.parent.parent.name.startswith("my_llm-")

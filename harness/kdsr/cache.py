@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import tempfile
 from pathlib import Path
 
@@ -20,14 +19,10 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from harness.features import default_cache_root, encoder_key
 from harness.kdsr.teacher import Teacher, TeacherSpec
 
 FORMAT_VERSION = 2
-
-
-def default_cache_root(cache_root: str | Path | None = None) -> Path:
-    """``cache_root``, else $HARNESS_CACHE_DIR, else ./.cache/harness."""
-    return Path(cache_root or os.environ.get("HARNESS_CACHE_DIR") or ".cache/harness")
 
 
 def sequences_digest(sequences: list[np.ndarray]) -> str:
@@ -45,8 +40,8 @@ def teacher_key(spec: TeacherSpec, feature_fingerprint: str, train_digest: str) 
 
 
 def teacher_path(cache_root: str | Path | None, dataset: str, encoder: str, modality: str, key: str) -> Path:
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "--", encoder).strip("-")
-    return default_cache_root(cache_root) / "teachers" / dataset / safe / modality / f"{key}.safetensors"
+    """Beside the features: same cache root and encoder folder name as ``harness.features``."""
+    return default_cache_root(cache_root) / "teachers" / dataset / encoder_key(encoder) / modality / f"{key}.safetensors"
 
 
 def save_teacher(teacher: Teacher, path: Path, summary: dict) -> None:
