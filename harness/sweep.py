@@ -188,18 +188,23 @@ def load_sweep(path: str | Path, overrides: list[str] | None = None) -> Sweep:
 
 def check_names(cells: list[Cell]) -> None:
     """Fail early, before any job starts, on dataset or encoder names nobody registered."""
-    from encoders import list_encoders
     from harness.data import list_datasets
 
-    datasets, encoders = set(list_datasets()), set(list_encoders())
+    datasets = set(list_datasets())
     for cell in cells:
-        ds, feats = cell.config.dataset, cell.config.features
+        ds = cell.config.dataset
         if ds.name not in datasets and not ds.data_dir:
             raise C.ConfigError(f"cell {cell.index} ({cell.name}): unknown dataset {ds.name!r}; valid: {', '.join(sorted(datasets))}")
-        for enc in (feats.text_encoder, feats.image_encoder):
-            if enc and enc not in encoders and not Path(enc).exists():
-                close = C._closest(enc, sorted(encoders))
-                raise C.ConfigError(f"cell {cell.index} ({cell.name}): unknown encoder {enc!r}{close}")
+    named = {e for c in cells for e in (c.config.features.text_encoder, c.config.features.image_encoder) if e}
+    if not named:
+        return
+    from encoders import list_encoders  # imports every backend: only when a cell names an encoder
+
+    known = set(list_encoders())
+    for cell in cells:
+        for enc in (cell.config.features.text_encoder, cell.config.features.image_encoder):
+            if enc and enc not in known and not Path(enc).exists():
+                raise C.ConfigError(f"cell {cell.index} ({cell.name}): unknown encoder {enc!r}{C._closest(enc, sorted(known))}")
 
 
 # --------------------------------------------------------------------------------------------- MLflow
@@ -324,22 +329,28 @@ def pending(sweep: Sweep, ctx: Context) -> list[Cell]:
 
 
 def encoder_tags(cfg: C.Config) -> dict[str, str]:
-    """What the report plots against: modality, encoder name(s), parameter count and encode cost."""
+    """What the report plots against: modality, encoder name(s), parameter count and encode cost.
+
+    Read from the feature manifests the pre-encode step wrote (no encoder import in the cell); the
+    registry (``encoders.get_info``) only answers for features not cached yet.
+    """
     used = {m: e for m, e in (("text", cfg.features.text_encoder), ("image", cfg.features.image_encoder)) if e}
     if not used:
         return {"harness.modality": "id"}
-    import encoders
-
     tags = {"harness.modality": "+".join(used), "harness.encoder": "+".join(used.values())}
     params, costs = 0, []
     for modality, name in used.items():
-        info = encoders.get_info(name)
-        params += info.params
-        tags[f"harness.encoder.{modality}.params"] = str(info.params)
-        cost = encode_cost(cfg.dataset.name, name, modality, cfg.features.cache_dir)
-        if cost is not None:
-            costs.append(cost)
-            tags[f"harness.encode_seconds.{modality}"] = f"{cost[0]:.6g}"
+        manifest = feature_manifest(cfg.dataset.name, name, modality, cfg.features.cache_dir)
+        count = manifest.get("params")
+        if count is None:
+            import encoders
+
+            count = encoders.get_info(name).params
+        params += int(count)
+        tags[f"harness.encoder.{modality}.params"] = str(count)
+        if manifest:
+            costs.append(encode_cost(manifest))
+            tags[f"harness.encode_seconds.{modality}"] = f"{costs[-1][0]:.6g}"
     tags["harness.encoder_params"] = str(params)
     if costs:
         tags["harness.encode_seconds"] = f"{sum(c[0] for c in costs):.6g}"
@@ -347,17 +358,19 @@ def encoder_tags(cfg: C.Config) -> dict[str, str]:
     return tags
 
 
-def encode_cost(dataset: str, encoder: str, modality: str, cache_root: str | None = None) -> tuple[float, str] | None:
-    """(device-seconds, device type) the cached features took: the sum of every rank's busy seconds in the
-    feature manifest (GPU-seconds for a GPU encode). None when the features are not cached."""
+def feature_manifest(dataset: str, encoder: str, modality: str, cache_root: str | None = None) -> dict:
+    """The manifest of cached features ({} when not cached)."""
     import json
 
     from harness.features.layout import feature_dir
 
     path = feature_dir(dataset, encoder, modality, cache_root) / "manifest.json"
-    if not path.is_file():
-        return None
-    manifest = json.loads(path.read_text())
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def encode_cost(manifest: dict) -> tuple[float, str]:
+    """(device-seconds, device type) the features took: the sum of every rank's busy seconds in the manifest
+    (GPU-seconds for a GPU encode); wall seconds x world size when ranks did not report."""
     seconds = sum(float(r.get("seconds") or 0.0) for r in manifest.get("ranks") or [])
     if not seconds:
         seconds = float((manifest.get("throughput") or {}).get("seconds") or 0.0) * int(manifest.get("world_size") or 1)
@@ -446,16 +459,18 @@ def run_cell(sweep: Sweep, index: int, ctx: Context | None = None) -> int:
 
 def pre_encode(cells: list[Cell]) -> None:
     """Encode every (dataset, encoder, modality) the cells need, once, before they fan out."""
+    needs = sorted({(c.config.dataset.name, c.config.dataset.data_dir or "", enc, mod, c.config.features.cache_dir or "")
+                    for c in cells
+                    for mod, enc in (("text", c.config.features.text_encoder), ("image", c.config.features.image_encoder))
+                    if enc})
+    if not needs:
+        return
     from tqdm import tqdm
 
     from harness.data import load_dataset
     from harness.features import ensure_features
 
-    needs = sorted({(c.config.dataset.name, c.config.dataset.data_dir or "", enc, mod, c.config.features.cache_dir or "")
-                    for c in cells
-                    for mod, enc in (("text", c.config.features.text_encoder), ("image", c.config.features.image_encoder))
-                    if enc})
-    for name, data_dir, encoder, modality, cache in tqdm(needs, desc="features", disable=not needs):
+    for name, data_dir, encoder, modality, cache in tqdm(needs, desc="features"):
         ensure_features(load_dataset(name, data_dir or None), encoder, modality, cache or None)
 
 

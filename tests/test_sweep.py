@@ -1,0 +1,158 @@
+"""Sweep files and grid expansion (no training here; see test_report.py / test_slurm_sweep.py for real runs)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from harness import config as C
+from harness import sweep as S
+
+REPO = Path(__file__).resolve().parents[1]
+SHIPPED = {"figure4": 48, "table2": 180, "ablation": 95, "demo": 4, "ci": 4, "ci-encoders": 6}
+
+
+def write(tmp_path: Path, data: dict, name: str = "s.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_every_shipped_sweep_loads_with_registered_names(name):
+    sweep = S.load_sweep(REPO / "sweeps" / f"{name}.yaml")
+    cells = sweep.cells()
+    assert len(cells) == SHIPPED[name]
+    assert [c.index for c in cells] == list(range(len(cells)))
+    assert len({c.key for c in cells}) == len(cells)
+    assert len({c.name for c in cells}) == len(cells)
+    S.check_names(cells)
+    for cell in cells:  # the key is the config module's hash of exactly this resolved config
+        assert cell.key == C.cell_key(cell.config)
+        C.validate(cell.config)
+
+
+def test_figure4_spans_the_papers_grid():
+    cells = S.load_sweep(REPO / "sweeps" / "figure4.yaml").cells()
+    assert {c.config.model.dim for c in cells} == {64, 128, 256}
+    assert {c.config.dataset.name for c in cells} == {"amazon-beauty", "ml-1m"}
+    image = {c.config.features.image_encoder for c in cells} - {None}
+    text = {c.config.features.text_encoder for c in cells} - {None}
+    assert image == {"resnet50", "swin-b", "clip-vit-l-14"} and {"t5-base", "chatglm3-6b", "llama-7b"} <= text
+    assert all(c.config.kdsr.enabled and c.config.model.items == "finetune" for c in cells)
+    ml1m = [c for c in cells if c.config.dataset.name == "ml-1m"]  # paper's (lambda1, lambda2) per dataset
+    assert {(c.config.kdsr.lambda_holistic, c.config.kdsr.lambda_dissected) for c in ml1m} == {(0.5, 0.1)}
+
+
+def test_grid_order_names_and_values(tmp_path):
+    path = write(tmp_path, {"name": "g", "base": {"dataset": "ml-100k"},
+                            "grid": {"model.dim": [16, 32], "train.seed": [1, 2, 3]}})
+    cells = S.load_sweep(path).cells()
+    assert [(c.config.model.dim, c.config.train.seed) for c in cells] == [(16, 1), (16, 2), (16, 3), (32, 1), (32, 2), (32, 3)]
+    assert cells[4].name == "dim=32,seed=2"
+    assert cells[4].values == {"model.dim": 32, "train.seed": 2}
+    assert S.load_sweep(path).cells()[4].key == cells[4].key  # deterministic across loads
+
+
+def test_bundles_nulls_and_base_only_valid_with_the_grid(tmp_path):
+    # the base alone (finetune without an encoder) is invalid; every cell is valid
+    path = write(tmp_path, {"name": "b", "base": {"model": {"items": "finetune"}, "features": {"text_encoder": "tiny-bert"}},
+                            "grid": {"mode": {"id": {"model.items": "id", "features.text_encoder": None},
+                                              "kdsr": {"kdsr.enabled": True}}}})
+    cells = S.load_sweep(path).cells()
+    assert [c.name for c in cells] == ["mode=id", "mode=kdsr"]
+    assert cells[0].config.features.text_encoder is None and cells[0].config.model.items == "id"
+    assert cells[1].config.kdsr.enabled and cells[1].config.model.items == "finetune"
+
+
+def test_several_grids_share_a_cell_once(tmp_path):
+    path = write(tmp_path, {"name": "a", "base": {"features": {"text_encoder": "tiny-bert"}, "model": {"items": "finetune"},
+                                                   "kdsr": {"enabled": True}},
+                            "grid": [{"variant": {"full": {}, "no-async": {"kdsr.async_train": False}}},
+                                     {"kdsr.score": ["cosine", "dot"]}]})
+    sweep = S.load_sweep(path)
+    cells = sweep.cells()
+    assert len(cells) == 3  # full == score=cosine
+    full = cells[0]
+    assert full.grids == (0, 1) and full.labels == {"variant": "full", "kdsr.score": "cosine"}
+    assert full.name == "variant=full"
+    assert [c.grids for c in cells[1:]] == [(0,), (1,)]
+    assert sweep.axes(0) == ["variant"] and sweep.axes(1) == ["kdsr.score"]
+
+
+def test_exclude_and_overrides(tmp_path):
+    path = write(tmp_path, {"name": "e", "grid": {"dataset.name": ["ml-100k", "ml-1m"], "model.dim": [16, 32]},
+                            "exclude": [{"dataset.name": "ml-1m", "model.dim": 32}]})
+    assert [c.name for c in S.load_sweep(path).cells()] == ["dataset=ml-100k,dim=16", "dataset=ml-100k,dim=32", "dataset=ml-1m,dim=16"]
+    forced = S.load_sweep(path, ["train.epochs=1"]).cells()
+    assert all(c.config.train.epochs == 1 for c in forced)
+    assert {c.key for c in forced}.isdisjoint(c.key for c in S.load_sweep(path).cells())
+    collapsed = S.load_sweep(path, ["model.dim=8"]).cells()  # an override that collapses an axis dedupes cells
+    assert [c.config.model.dim for c in collapsed] == [8, 8]
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"gird": {"model.dim": [1]}}, "unknown sweep key 'gird'; did you mean 'grid'"),
+        ({"grid": {"model.dimm": [16]}}, "did you mean 'model.dim'"),
+        ({"grid": {"model.dim": [16, "big"]}}, "cell [model.dim=big]: model.dim: expected int"),
+        ({"grid": {"model.items": ["finetune"]}}, "needs features.text_encoder"),
+        ({"grid": {"model.dim": []}}, "non-empty list"),
+        ({"grid": {"model.dim": [16]}, "exclude": [{"nope": 1}]}, "exclude key 'nope'"),
+        ({"grid": {"model.name": ["sasrec", "bert4rec"]}}, "is not one of sasrec, gru4rec, mmsr"),
+    ],
+)
+def test_bad_sweep_files_are_clear_errors(tmp_path, data, message):
+    with pytest.raises(C.ConfigError) as err:
+        S.load_sweep(write(tmp_path, data)).cells()
+    assert message in str(err.value)
+
+
+def test_unknown_encoder_or_dataset_is_caught_before_any_job(tmp_path):
+    cells = S.load_sweep(write(tmp_path, {"base": {"model": {"items": "frozen"}},
+                                          "grid": {"features.text_encoder": ["tiny-bert", "minilm-l7"]}})).cells()
+    with pytest.raises(C.ConfigError, match="unknown encoder 'minilm-l7'; did you mean 'minilm-l6'"):
+        S.check_names(cells)
+    cells = S.load_sweep(write(tmp_path, {"grid": {"dataset.name": ["ml-100k", "ml-10m"]}})).cells()
+    with pytest.raises(C.ConfigError, match="unknown dataset 'ml-10m'; valid: .*ml-100k"):
+        S.check_names(cells)
+
+
+def test_list_prints_index_key_and_overrides(capsys):
+    assert S.main([str(REPO / "sweeps" / "ci.yaml"), "--list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    cells = S.load_sweep(REPO / "sweeps" / "ci.yaml").cells()
+    assert lines[0] == "# ci: 4 cells -> experiment 'ci'"
+    for line, cell in zip(lines[1:], cells, strict=True):
+        assert re.split(r"\s+", line.strip()) == [str(cell.index), cell.key, cell.name,
+                                                    f"model.dim={cell.config.model.dim}", f"train.seed={cell.config.train.seed}"]
+
+
+def test_index_defaults_to_the_slurm_array_task_id(monkeypatch):
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "7")
+    with pytest.raises(IndexError, match="out of range: ci has cells 0..3"):
+        S.main([str(REPO / "sweeps" / "ci.yaml")])
+
+
+def test_array_spec_and_store_uri(tmp_path, monkeypatch):
+    assert S.array_spec([0, 1, 2, 5, 7, 8]) == "0-2,5,7-8"
+    assert S.array_spec([3]) == "3"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///runs/m.db")
+    assert S.store_uri(S.load_sweep(REPO / "sweeps" / "ci.yaml")) == f"sqlite:///{tmp_path}/runs/m.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    assert S.store_uri(S.load_sweep(REPO / "sweeps" / "ci.yaml")) == "http://127.0.0.1:5000"
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in (REPO / "slurm").glob("*.sh")))
+def test_slurm_scripts_are_resource_lines_plus_one_launch_line(script):
+    lines = [ln.strip() for ln in (REPO / "slurm" / script).read_text().splitlines()]
+    code = [ln for ln in lines if ln and not ln.startswith("#")]
+    assert len(code) == 1, code
+    assert any(ln.startswith("#SBATCH ") for ln in lines)
+    assert lines.index(code[0]) > max(i for i, ln in enumerate(lines) if ln.startswith("#SBATCH"))
+    assert code[0].startswith(("harness sweep ", "accelerate launch "))
