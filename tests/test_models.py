@@ -119,3 +119,26 @@ def test_sasrec_rejects_sequences_longer_than_its_positions():
     model = _model("sasrec", "id")
     with pytest.raises(ValueError, match="max_len=12"):
         model(torch.randint(1, N_ITEMS + 1, (2, 13)))
+
+
+def test_cpu_attention_dropout_path_matches_sdpa_when_nothing_is_dropped():
+    from harness.models.layers import Dropout, attention
+
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 2, 6, 4, generator=g) for _ in range(3))
+    mask = torch.ones(6, 6, dtype=torch.bool).tril().expand(2, 1, 6, 6)
+    drop = Dropout(1e-12).train()  # takes the explicit-softmax path, drops nothing in practice
+    expected = torch.nn.functional.scaled_dot_product_attention(q, k, v, mask)
+    torch.testing.assert_close(attention(q, k, v, mask, drop), expected)
+
+
+def test_cheap_dropout_keeps_the_right_fraction_and_is_unbiased():
+    from harness.models.layers import Dropout
+
+    torch.manual_seed(0)
+    x = torch.ones(400_000)
+    y = Dropout(0.3).train()(x)
+    kept = (y > 0).float().mean()
+    assert abs(float(kept) - 0.7) < 0.005
+    assert abs(float(y.mean()) - 1.0) < 0.01
+    torch.testing.assert_close(y[y > 0], torch.full_like(y[y > 0], 1 / 0.7))

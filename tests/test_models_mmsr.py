@@ -142,7 +142,7 @@ def test_builder_uses_the_modalities_it_has():
 
 def test_graph_layer_matches_hand_computation():
     torch.manual_seed(0)
-    layer = GraphLayer(4, types=2, dropout=0.0).eval()
+    layer = GraphLayer(4, slot_type=[0, 1], dropout=0.0).eval()
     with torch.no_grad():
         layer.relation.normal_()
     x = torch.randn(1, 2, 2, 4)  # two positions x (item, cluster)
@@ -150,7 +150,7 @@ def test_graph_layer_matches_hand_computation():
     rel = torch.tensor([[[SELF, CROSS, NONE, NONE], [CROSS, SELF, NONE, NONE], [IN, NONE, SELF, CROSS], [NONE, OUT, CROSS, SELF]]], dtype=torch.int8)
     out = layer(x, slot_type, rel).view(4, 4)
     nodes, types = x.view(4, 4), slot_type.repeat(2)
-    proj = lambda lin: torch.stack([nodes[n] @ lin.weight[types[n]] + lin.bias[types[n]] for n in range(4)])  # noqa: E731
+    proj = lambda lin: torch.stack([nodes[n] @ lin.weight[types[n]] for n in range(4)])  # noqa: E731
     q, k, v = proj(layer.q), proj(layer.k), proj(layer.v)
     a = layer.relation  # rows: SELF, OUT, IN, BOTH
     # node 2 (item at time 2): homogeneous neighbours {2: self, 0: in}; cross neighbours {2: self, 3: cross}
@@ -158,7 +158,8 @@ def test_graph_layer_matches_hand_computation():
     homo = torch.softmax(torch.nn.functional.leaky_relu(e, 0.2), 0) @ torch.stack([v[2], v[0]])
     cross = torch.softmax(torch.stack([q[2] @ k[2], q[2] @ k[3]]) / 2.0, 0) @ torch.stack([v[2], v[3]])
     both = torch.stack([homo, cross])
-    fused = (torch.softmax(layer.gate(both), 0) * both).sum(0)
+    energy = torch.relu(layer.gate(both)) @ layer.gate_score
+    fused = (torch.softmax(energy, 0)[:, None] * both).sum(0)
     torch.testing.assert_close(out[2], layer.norm(nodes[2] + fused), atol=1e-5, rtol=1e-5)
 
 
@@ -172,7 +173,7 @@ def test_interest_readout_matches_eq6_by_hand():
     for t in range(3):
         long = real[: t + 1].mean(0)
         recent = real[max(0, t - 1) : t + 1].flip(0)
-        energy = readout.q(torch.sigmoid(readout.w1(recent) + readout.w2(long))).squeeze(-1)
+        energy = torch.sigmoid(readout.w1(recent) + readout.w2(long)) @ readout.q
         short = torch.softmax(energy, 0) @ recent
         torch.testing.assert_close(out[0, t + 1], readout.w3(torch.cat([long, short])), atol=1e-6, rtol=1e-5)
 

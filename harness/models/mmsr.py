@@ -42,47 +42,84 @@ def _cluster_count(links: np.ndarray, init: np.ndarray | None) -> int:
 
 
 class TypedLinear(nn.Module):
-    """One ``D -> D`` linear map per node type, applied to nodes laid out ``[B, L, G, D]``."""
+    """One bias-free ``D -> D`` linear map per node type, applied to nodes laid out ``[B, L, G, D]``."""
 
     def __init__(self, types: int, dim: int):
         super().__init__()
         self.weight = nn.Parameter(torch.empty(types, dim, dim))
-        self.bias = nn.Parameter(torch.zeros(types, dim))
         nn.init.xavier_uniform_(self.weight)
 
     def forward(self, x: torch.Tensor, slot_type: torch.Tensor) -> torch.Tensor:
-        return torch.einsum("blgd,gde->blge", x, self.weight[slot_type]) + self.bias[slot_type]
+        b, length, g, d = x.shape
+        y = torch.bmm(x.transpose(0, 2).reshape(g, length * b, d), self.weight[slot_type])  # [G, L*B, D]
+        return y.view(g, length, b, -1).transpose(0, 2)
+
+
+def type_ranges(slot_type: list[int]) -> list[tuple[int, int]]:
+    """``[(start, stop)]`` slot ranges of each node type; slots of one type must be contiguous."""
+    ranges: list[tuple[int, int]] = []
+    for s, t in enumerate(slot_type):
+        if ranges and slot_type[ranges[-1][0]] == t:
+            ranges[-1] = (ranges[-1][0], s + 1)
+        elif any(slot_type[a] == t for a, _ in ranges):
+            raise ValueError(f"slots of node type {t} are not contiguous: {slot_type}")
+        else:
+            ranges.append((s, s + 1))
+    return ranges
 
 
 class GraphLayer(nn.Module):
-    """Relation-wise homogeneous attention + typed cross-attention, gated fusion, residual."""
+    """Relation-wise homogeneous attention + typed cross-attention, gated fusion, residual.
 
-    def __init__(self, dim: int, types: int, dropout: float):
+    Args:
+        dim: D. ``slot_type``: node type of each of the G slots of a position (contiguous per type).
+        dropout: on the fused update.
+    """
+
+    def __init__(self, dim: int, slot_type: list[int], dropout: float):
         super().__init__()
+        types = max(slot_type) + 1
+        self.ranges = type_ranges(list(slot_type))
         self.q, self.k, self.v = TypedLinear(types, dim), TypedLinear(types, dim), TypedLinear(types, dim)
         self.relation = nn.Parameter(torch.ones(len(HOMOGENEOUS), dim))
-        self.gate = nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, 1))
+        self.gate = nn.Linear(dim, dim)
+        self.gate_score = nn.Parameter(torch.randn(dim) * dim**-0.5)
         self.drop = Dropout(dropout)
         self.norm = nn.LayerNorm(dim)
 
-    def homogeneous(self, v: torch.Tensor, relation: torch.Tensor, eye: torch.Tensor) -> torch.Tensor:
-        """Attention over same-type neighbours with one score vector per relation type."""
-        scores = torch.einsum("bid,rd,bjd->brij", v, self.relation, v) / v.shape[-1] ** 0.5
-        rel = (relation.long() - SELF).clamp(0, len(HOMOGENEOUS) - 1).unsqueeze(1)
-        scores = nn.functional.leaky_relu(scores.gather(1, rel).squeeze(1), 0.2)
+    def _relation_attention(self, v: torch.Tensor, relation: torch.Tensor) -> torch.Tensor:
+        """``v [B, T, D]`` nodes of one type, ``relation [B, T, T]``: softmax over SELF/OUT/IN/BOTH neighbours."""
+        # relation-major layout [R, B, T, *]: the reductions of the backward pass stay contiguous
+        query = v.unsqueeze(0) * (self.relation * v.shape[-1] ** -0.5)[:, None, None, :]  # [R, B, T, D]
+        scores = query @ v.transpose(-1, -2).unsqueeze(0)  # [R, B, T, T]: one score per relation type
+        rel = (relation.long() - SELF).clamp(0, len(HOMOGENEOUS) - 1).unsqueeze(0)
+        scores = nn.functional.leaky_relu(scores.gather(0, rel).squeeze(0), 0.2)
+        eye = torch.eye(v.shape[1], dtype=torch.bool, device=v.device)
         mask = ((relation >= SELF) & (relation <= BOTH)) | eye
         return torch.softmax(scores.masked_fill(~mask, float("-inf")), -1) @ v
+
+    def homogeneous(self, v: torch.Tensor, relation: torch.Tensor) -> torch.Tensor:
+        """``v [B, L, G, D]``: relation attention within each node type's block (edges never cross types)."""
+        b, length, g, d = v.shape
+        rel = relation.view(b, length, g, length, g)
+        out = []
+        for start, stop in self.ranges:
+            k = stop - start
+            block = rel[:, :, start:stop, :, start:stop].reshape(b, length * k, length * k)
+            out.append(self._relation_attention(v[:, :, start:stop].reshape(b, length * k, d), block).view(b, length, k, d))
+        return torch.cat(out, 2)
 
     def forward(self, x: torch.Tensor, slot_type: torch.Tensor, relation: torch.Tensor) -> torch.Tensor:
         b, length, g, d = x.shape
         flat = lambda y: y.reshape(b, length * g, d)  # noqa: E731
-        q, k, v = (flat(f(x, slot_type)) for f in (self.q, self.k, self.v))
+        q, k, v = (f(x, slot_type) for f in (self.q, self.k, self.v))
+        homo = flat(self.homogeneous(v, relation))
         eye = torch.eye(length * g, dtype=torch.bool, device=x.device)
-        homo = self.homogeneous(v, relation, eye)
         cross_mask = (relation == SELF) | (relation == CROSS) | eye
-        cross = nn.functional.scaled_dot_product_attention(q, k, v, cross_mask)
+        cross = nn.functional.scaled_dot_product_attention(flat(q), flat(k), flat(v), cross_mask)
         both = torch.stack([homo, cross], dim=2)  # [B, T, 2, D]
-        fused = (torch.softmax(self.gate(both), dim=2) * both).sum(2)
+        energy = (torch.relu(self.gate(both)) * self.gate_score).sum(-1, keepdim=True)  # MLP -> 1 (elementwise: fast backward)
+        fused = (torch.softmax(energy, dim=2) * both).sum(2)
         return self.norm(flat(x) + self.drop(fused)).view(b, length, g, d)
 
 
@@ -93,7 +130,7 @@ class InterestReadout(nn.Module):
         super().__init__()
         self.window = window
         self.w1, self.w2 = nn.Linear(dim, dim), nn.Linear(dim, dim, bias=False)
-        self.q = nn.Linear(dim, 1, bias=False)
+        self.q = nn.Parameter(torch.randn(dim) * dim**-0.5)
         self.w3 = nn.Linear(2 * dim, dim)
 
     def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -104,7 +141,7 @@ class InterestReadout(nn.Module):
         recent = torch.stack([nn.functional.pad(h, (0, 0, w, 0))[:, : h.shape[1]] for w in range(self.window)], 2)
         lag = torch.arange(self.window, device=h.device)
         ok = lag < count  # lag w exists once w + 1 items are seen
-        energy = self.q(torch.sigmoid(self.w1(recent) + self.w2(long).unsqueeze(2))).squeeze(-1)
+        energy = (torch.sigmoid(self.w1(recent) + self.w2(long).unsqueeze(2)) * self.q).sum(-1)
         alpha = torch.softmax(energy.masked_fill(~ok, float("-inf")), -1)
         short = (alpha.unsqueeze(-1) * recent).sum(2)
         return _gather(self.w3(torch.cat([long, short], -1)), inverse)
@@ -146,7 +183,7 @@ class MMSR(nn.Module):
         self.node_type = nn.Embedding(1 + len(self.modalities), dim)
         self.position = nn.Embedding(max_len + 1, dim, padding_idx=0)
         self.drop = Dropout(dropout)
-        self.layers = nn.ModuleList(GraphLayer(dim, 1 + len(self.modalities), dropout) for _ in range(layers))
+        self.layers = nn.ModuleList(GraphLayer(dim, slot_type.tolist(), dropout) for _ in range(layers))
         self.readout = InterestReadout(dim, short_window)
 
     def _slots(self, num_items: int, links: dict[str, np.ndarray], counts: dict[str, int]) -> tuple[torch.Tensor, torch.Tensor]:

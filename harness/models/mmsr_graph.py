@@ -52,20 +52,11 @@ def node_identities(item_seq: torch.Tensor, slot_ident: torch.Tensor) -> tuple[t
     return torch.where(valid, ident, -1), torch.where(valid, time, 0), valid
 
 
-def _first_event_time(events: torch.Tensor, time_b: torch.Tensor, cls: torch.Tensor) -> torch.Tensor:
-    """``F[c, c']``: earliest time of an event a -> b with class(a) = c, class(b) = c' (else NEVER)."""
-    b, t = cls.shape
-    value = torch.where(events, time_b[:, None, :].to(torch.int32), _NEVER).flatten(1)
-    index = (cls[:, :, None] * t + cls[:, None, :]).flatten(1)
-    first = torch.full((b, t * t), _NEVER, dtype=torch.int32, device=cls.device)
-    return first.scatter_reduce_(1, index, value, "amin").view(b, t, t)
-
-
-def _pair_lookup(table: torch.Tensor, cls: torch.Tensor) -> torch.Tensor:
-    """``out[i, j] = table[cls[i], cls[j]]`` per batch row."""
-    b, t = cls.shape
-    index = (cls[:, :, None] * t + cls[:, None, :]).flatten(1)
-    return table.flatten(1).gather(1, index).view(b, t, t)
+def _first_event_time(events: torch.Tensor, time_b: torch.Tensor, pair_class: torch.Tensor) -> torch.Tensor:
+    """``F[c, c']`` (flattened): earliest time of an event a -> b with classes (c, c') (else NEVER)."""
+    value = torch.where(events, time_b[:, None, :], _NEVER).flatten(1)
+    first = torch.full_like(value, _NEVER)
+    return first.scatter_reduce_(1, pair_class, value, "amin")
 
 
 def build_graph(item_seq: torch.Tensor, slot_ident: torch.Tensor, slot_type: torch.Tensor) -> SequenceGraph:
@@ -77,26 +68,24 @@ def build_graph(item_seq: torch.Tensor, slot_ident: torch.Tensor, slot_type: tor
         slot_type: ``[G]`` node type per slot (0 = item, 1 + m = modality m).
     """
     ident, time, valid = node_identities(item_seq, slot_ident)
+    b, t = ident.shape
+    time32 = time.to(torch.int32)
     pair = valid[:, :, None] & valid[:, None, :]
     same = (ident[:, :, None] == ident[:, None, :]) & pair
-    t = ident.shape[1]
-    arange = torch.arange(t, device=ident.device)
-    cls = torch.where(valid, same.to(torch.int8).argmax(-1), arange)  # first node of the identity
-    t_i, t_j = time[:, :, None], time[:, None, :]
+    cls = torch.where(valid, same.to(torch.int8).argmax(-1), torch.arange(t, device=ident.device))  # first node of the identity
+    t_i, t_j = time32[:, :, None], time32[:, None, :]
     next_time = torch.where(same & (t_j > t_i), t_j, _NEVER).amin(-1)  # next instance of node j's identity
     visible = pair & (t_j <= t_i) & (t_i < next_time[:, None, :])
     types = slot_type.repeat(item_seq.shape[1])
     same_type = types[:, None] == types[None, :]
-    transitions = pair & same_type & ~same & (t_j == t_i + 1)
-    co_occur = pair & ~same_type & (t_j == t_i)
-    first_trans = _first_event_time(transitions, time, cls)
-    out = _pair_lookup(first_trans, cls) <= t_i
-    inn = _pair_lookup(first_trans.transpose(1, 2), cls) <= t_i
-    cross = _pair_lookup(_first_event_time(co_occur, time, cls), cls) <= t_i
-    relation = torch.zeros_like(time, dtype=torch.int8).unsqueeze(-1).expand(-1, -1, t).clone()
-    relation[out & ~inn] = OUT
-    relation[inn & ~out] = IN
-    relation[out & inn] = BOTH
-    relation[cross] = CROSS
-    relation[:, arange, arange] = SELF
-    return SequenceGraph(ident, time, valid, torch.where(visible, relation, NONE))
+    pair_class = (cls[:, :, None] * t + cls[:, None, :]).flatten(1)  # (class(i), class(j)) as one index
+    lookup = lambda table: table.gather(1, pair_class).view(b, t, t)  # noqa: E731  [i, j] -> table[c_i, c_j]
+    transition = lookup(_first_event_time(pair & same_type & ~same & (t_j == t_i + 1), time32, pair_class))
+    out = transition <= t_i  # identity(i) -> identity(j) happened by t_i
+    inn = transition.transpose(1, 2) <= t_i  # identity(j) -> identity(i) happened by t_i
+    cross = lookup(_first_event_time(pair & ~same_type & (t_j == t_i), time32, pair_class)) <= t_i
+    code = lambda value: torch.tensor(value, dtype=torch.int8, device=ident.device)  # noqa: E731
+    relation = torch.where(out, torch.where(inn, code(BOTH), code(OUT)), torch.where(inn, code(IN), code(NONE)))
+    relation = torch.where(cross, code(CROSS), relation)
+    relation.diagonal(dim1=1, dim2=2).fill_(SELF)
+    return SequenceGraph(ident, time, valid, torch.where(visible, relation, code(NONE)))

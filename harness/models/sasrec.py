@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from harness.models.items import ItemRepresentation
-from harness.models.layers import Dropout, positions
+from harness.models.layers import Dropout, attention, positions
 
 
 def attention_mask(mask: torch.Tensor) -> torch.Tensor:
@@ -36,7 +36,8 @@ class SelfAttention(nn.Module):
         super().__init__()
         if dim % heads:
             raise ValueError(f"dim={dim} is not divisible by heads={heads}")
-        self.heads, self.dropout = heads, dropout
+        self.heads = heads
+        self.attn_drop = Dropout(dropout)
         self.q = nn.Linear(dim, dim)
         self.kv = nn.Linear(dim, 2 * dim)
         self.out = nn.Linear(dim, dim)
@@ -47,8 +48,7 @@ class SelfAttention(nn.Module):
 
     def forward(self, query: torch.Tensor, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         k, v = self.kv(x).chunk(2, dim=-1)
-        p = self.dropout if self.training else 0.0
-        y = nn.functional.scaled_dot_product_attention(self._split(self.q(query)), self._split(k), self._split(v), mask, p)
+        y = attention(self._split(self.q(query)), self._split(k), self._split(v), mask, self.attn_drop)
         return self.out(y.transpose(1, 2).flatten(2))
 
 
