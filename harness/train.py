@@ -124,7 +124,7 @@ def setup(cfg: Config) -> Cell:
     if cfg.kdsr.enabled:
         from harness.kdsr import build_kdsr
 
-        kdsr = build_kdsr(cfg.kdsr, dataset, split, features, cfg.features.cache_dir)
+        kdsr = build_kdsr(cfg.kdsr, dataset, split, features, cfg.features.cache_dir, dim=cfg.model.dim)
         if isinstance(kdsr, torch.nn.Module):
             kdsr.to(device)
     heads = kdsr if isinstance(kdsr, torch.nn.Module) else None
@@ -317,6 +317,8 @@ def log_run_header(cell: Cell, logger: Logger) -> None:
         "data": {"users": len(data.sequences), "items": data.num_items, "interactions": int(cell.store.lengths.sum())},
         "model_params": sum(p.numel() for p in cell.model.parameters()),
     })
+    if cell.kdsr is not None and getattr(cell.kdsr, "teacher_info", None):
+        logger.log_dict(cell.kdsr.teacher_info, "kdsr_teachers.json")
     logger.set_tags({
         "cell_key": cell_key(cfg), "dataset": cfg.dataset.name, "model": cfg.model.name, "items": cfg.model.items,
         "kdsr": cfg.kdsr.enabled, "text_encoder": cfg.features.text_encoder or "", "image_encoder": cfg.features.image_encoder or "",

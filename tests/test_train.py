@@ -114,3 +114,28 @@ def test_every_training_target_is_fed_once():
     assert np.array_equal(np.bincount(np.concatenate(fed), minlength=cell.dataset.num_items), want)
     seq = cell.dataset.sequences[0][: cell.split.valid_start[0]] + 1
     assert (tuple(seq[-6:-1]), int(seq[-1])) in pairs
+
+
+TEXT = ["model.items=finetune", "features.text_encoder=minilm-l6"]  # real MiniLM features, encoded once per session
+
+
+def test_kdsr_cell_logs_its_losses_and_follows_the_async_schedule():
+    cfg = load(overrides=TINY + TEXT + ["kdsr.enabled=true", "kdsr.async_epochs=4", "kdsr.async_start=0.25", "train.epochs=2"])
+    cell = setup(cfg)
+    in_optimizer = {id(p) for g in cell.optimizer.param_groups for p in g["params"]}
+    assert {id(p) for p in cell.kdsr.parameters()} <= in_optimizer  # the student heads are trained
+    log = MemoryLogger()
+    fit(cell, log)
+    lrs = {g["name"]: g["lr"] for g in cell.optimizer.param_groups}
+    assert lrs == {"embeddings": pytest.approx(cfg.train.lr * (0.25 + 0.75 * 1 / 4)), "other": cfg.train.lr}  # epoch 1
+    for name in ("train/holistic", "train/dissected", "train/rec", "monitor/pearson_text"):
+        assert len(log.history(name)) == 2, name
+    rec, loss = log.history("train/rec")[0][1], log.history("train/loss")[0][1]
+    hol, dis = log.history("train/holistic")[0][1], log.history("train/dissected")[0][1]
+    assert loss == pytest.approx(rec + cfg.kdsr.lambda_holistic * hol + cfg.kdsr.lambda_dissected * dis, rel=1e-4)
+
+
+@pytest.mark.parametrize("backbone", ["mmsr", "gru4rec"])
+def test_other_backbones_train_with_modality_features(backbone):
+    final = run(load(overrides=TINY + TEXT + [f"model={backbone}", "train.epochs=1"]), MemoryLogger())
+    assert 0.0 < final["test/hr@20"] < 1.0
