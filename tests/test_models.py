@@ -142,3 +142,11 @@ def test_cheap_dropout_keeps_the_right_fraction_and_is_unbiased():
     assert abs(float(kept) - 0.7) < 0.005
     assert abs(float(y.mean()) - 1.0) < 0.01
     torch.testing.assert_close(y[y > 0], torch.full_like(y[y > 0], 1 / 0.7))
+
+
+def test_build_model_passes_a_finetune_initialisation_through():
+    init = {"text": np.full((N_ITEMS, DIM), 0.5, dtype=np.float32), "image": np.zeros((N_ITEMS, 3), dtype=np.float32)}
+    init["image"][:, 0] = np.arange(N_ITEMS)
+    model = build_model(_cfg("sasrec", "finetune"), N_ITEMS, _features(), init=init)
+    torch.testing.assert_close(model.items.tables["text"][1:].detach(), torch.full((N_ITEMS, DIM), 0.5))
+    assert model.items.tables["image"].shape == (N_ITEMS + 1, DIM)  # width 3 != DIM: compressed by PCA

@@ -72,18 +72,24 @@ class SequentialRecommender(nn.Module):
         return hidden_last @ self.items.all_items()[1:].T
 
 
-def build_items(cfg: Config, num_items: int, features: Mapping[str, Any] | None) -> ItemRepresentation:
+def build_items(
+    cfg: Config, num_items: int, features: Mapping[str, Any] | None, init: Mapping[str, Any] | None = None
+) -> ItemRepresentation:
     """The item representation of ``cfg.model.items`` over the given modality features."""
-    return ItemRepresentation(num_items, cfg.model.dim, cfg.model.items, features)
+    return ItemRepresentation(num_items, cfg.model.dim, cfg.model.items, features, init)
 
 
-def build_model(cfg: Config, num_items: int, features: Mapping[str, Any] | None = None) -> SequentialRecommender:
+def build_model(
+    cfg: Config, num_items: int, features: Mapping[str, Any] | None = None, init: Mapping[str, Any] | None = None
+) -> SequentialRecommender:
     """``cfg.model`` -> a ``SequentialRecommender``.
 
     ``features``: modality name (``"text"``, ``"image"``) -> ``Features`` (``.matrix [N, F]``,
-    ``.valid [N]``) or a bare ``[N, F]`` array. Unknown backbone names raise ``KeyError``.
+    ``.valid [N]``) or a bare ``[N, F]`` array. ``init``: optional modality -> ``[N, d]`` start
+    values of the ``finetune`` tables (e.g. the KDSR autoencoder latent; default: PCA of the
+    features). Unknown backbone names raise ``KeyError`` listing the valid ones.
     """
     builder = get_builder(cfg.model.name)
     features = dict(features or {})
-    items = build_items(cfg, num_items, features)
+    items = build_items(cfg, num_items, features, init)
     return SequentialRecommender(builder(cfg, items, features))
