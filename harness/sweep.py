@@ -13,12 +13,14 @@ cells get the experiment id through ``MLFLOW_EXPERIMENT_ID`` instead of calling 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import itertools
 import os
 import signal
 import subprocess
 import sys
+import threading
 import traceback
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -83,9 +85,10 @@ class Sweep:
         for g, grid in enumerate(self.grids):
             for labels, values in _product(grid):
                 cfg = self._config(values, labels)
-                key = C.cell_key(cfg)
-                if _excluded(self.exclude, labels, cfg):
+                if _excluded(self.exclude, labels, cfg):  # before validation: excludes may drop invalid combos
                     continue
+                self._validate(cfg, labels)
+                key = C.cell_key(cfg)
                 if key in cells:  # the same run serves several grids (or an override collapsed an axis)
                     old = cells[key]
                     if g in old.grids:
@@ -100,18 +103,25 @@ class Sweep:
         return list(self.grids[grid])
 
     def _config(self, values: dict[str, Any], labels: dict[str, str]) -> C.Config:
-        """base <- grid values <- overrides, validated; errors name the cell."""
-        where = ",".join(f"{k}={v}" for k, v in labels.items())
+        """base <- grid values <- overrides; errors name the cell."""
         try:
             cfg = C.apply(C.Config(), self.base)
             C.apply(cfg, values)
             C.apply(cfg, dict(C.parse_override(o) for o in self.overrides))
+        except C.ConfigError as err:
+            raise self._error(labels, err) from None
+        cfg.tracking.experiment = self.experiment
+        return cfg
+
+    def _validate(self, cfg: C.Config, labels: dict[str, str]) -> None:
+        try:
             C.validate(cfg)
         except C.ConfigError as err:
-            raise C.ConfigError(f"{self.path or self.name}: cell [{where}]: {err}") from None
-        if not cfg.tracking.experiment or cfg.tracking.experiment == C.TrackingConfig.experiment:
-            cfg.tracking.experiment = self.experiment
-        return cfg
+            raise self._error(labels, err) from None
+
+    def _error(self, labels: dict[str, str], err: Exception) -> C.ConfigError:
+        where = ",".join(f"{k}={v}" for k, v in labels.items())
+        return C.ConfigError(f"{self.path or self.name}: cell [{where}]: {err}")
 
 
 def _name(labels: dict[str, str]) -> str:
@@ -177,8 +187,9 @@ def load_sweep(path: str | Path, overrides: list[str] | None = None) -> Sweep:
         raise C.ConfigError(f"{path}: unknown sweep key {unknown[0]!r}{C._closest(unknown[0], list(TOP_KEYS))} (valid: {', '.join(TOP_KEYS)})")
     grids = data.get("grid") or {}
     grids = grids if isinstance(grids, list) else [grids]
-    name = str(data.get("name") or path.stem)
-    sweep = Sweep(name=name, experiment=str(data.get("experiment") or name), base=data.get("base") or {},
+    name, base = str(data.get("name") or path.stem), data.get("base") or {}
+    experiment = data.get("experiment") or (base.get("tracking") or {}).get("experiment") or name
+    sweep = Sweep(name=name, experiment=str(experiment), base=base,
                   grids=grids, exclude=list(data.get("exclude") or []), overrides=list(overrides or []), path=path,
                   description=str(data.get("description") or ""))
     if not sweep.cells():
@@ -198,7 +209,8 @@ def check_names(cells: list[Cell]) -> None:
     named = {e for c in cells for e in (c.config.features.text_encoder, c.config.features.image_encoder) if e}
     if not named:
         return
-    from encoders import list_encoders  # imports every backend: only when a cell names an encoder
+    # importing the registry loads every backend (seconds): only when a cell names an encoder
+    from encoders import list_encoders
 
     known = set(list_encoders())
     for cell in cells:
@@ -245,9 +257,15 @@ def init_store(uri: str):
 
 
 def _experiment(client, name: str) -> str:
+    """Get or create (or restore) the experiment; a concurrent creator is tolerated by re-reading."""
+    from mlflow.exceptions import MlflowException
+
     found = client.get_experiment_by_name(name)
     if found is None:
-        return client.create_experiment(name)
+        try:
+            return client.create_experiment(name)
+        except MlflowException:  # another submitter created it between our get and create
+            found = client.get_experiment_by_name(name)
     if found.lifecycle_stage == "deleted":
         client.restore_experiment(found.experiment_id)
     return found.experiment_id
@@ -405,26 +423,35 @@ class _Terminated(Exception):
     """SIGTERM (Slurm time limit, scancel) turned into an exception so the run is closed as KILLED."""
 
 
-def _on_sigterm(signum, frame):  # noqa: ARG001
+def _on_sigterm(signum, frame):
     raise _Terminated(f"terminated by signal {signum}")
 
 
-def _train(cfg: C.Config, logger) -> int:
-    """``harness.train.run`` with the run closed FINISHED, FAILED (traceback kept) or KILLED."""
-    from harness import train
-
+@contextlib.contextmanager
+def _sigterm_raises():
+    """While a cell runs, SIGTERM raises :class:`_Terminated` (main thread only; elsewhere a no-op)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        metrics = train.run(cfg, logger)
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _train(run, cfg: C.Config, logger) -> int:
+    """``run(cfg, logger)`` (``harness.train.run``) with the MLflow run closed FINISHED, FAILED or KILLED."""
+    try:
+        metrics = run(cfg, logger)
     except (_Terminated, KeyboardInterrupt):
         logger.finish("KILLED", traceback.format_exc())
+        print("cell killed", flush=True)
         return 143
-    except Exception:
+    except Exception:  # noqa: BLE001 - a failing cell is recorded, not raised: the sweep goes on
         logger.finish("FAILED", traceback.format_exc())
         traceback.print_exc()
         return 1
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     logger.finish("FINISHED")
     shown = {k: round(v, 4) for k, v in (metrics or {}).items() if k.startswith("test/")}
     print(f"finished: {shown}", flush=True)
@@ -433,25 +460,27 @@ def _train(cfg: C.Config, logger) -> int:
 
 def run_cell(sweep: Sweep, index: int, ctx: Context | None = None) -> int:
     """Run cell ``index`` as one MLflow child run; skip it when its key already FINISHED. Returns an exit code."""
-    from harness.tracking import MLflowLogger
-
     cells = sweep.cells()
     if not 0 <= index < len(cells):
         raise IndexError(f"cell index {index} out of range: {sweep.name} has cells 0..{len(cells) - 1}")
     cell = cells[index]
+    from harness import train  # the heavy imports happen before the run exists
+    from harness.tracking import MLflowLogger
+
     ctx = ctx or context_from_env(sweep)
     if cell.key in finished_keys(init_store(ctx.uri), ctx.experiment_id):
         print(f"cell {index} [{cell.name}] key {cell.key} already FINISHED; skipped", flush=True)
         return 0
     print(f"cell {index} [{cell.name}] key {cell.key}", flush=True)
     cfg = _cell_config(cell, ctx)
-    try:
-        tags = cell_tags(sweep, cell)
-    except Exception:  # still record the cell, as FAILED, with the reason
-        logger = MLflowLogger(cfg.tracking, tags={TAG_KEY: cell.key, TAG_SWEEP: sweep.name, TAG_ROLE: "cell"})
-        logger.finish("FAILED", traceback.format_exc())
-        raise
-    return _train(cfg, MLflowLogger(cfg.tracking, tags=tags))
+    with _sigterm_raises():
+        try:
+            tags = cell_tags(sweep, cell)
+        except Exception:
+            logger = MLflowLogger(cfg.tracking, tags={TAG_KEY: cell.key, TAG_SWEEP: sweep.name, TAG_ROLE: "cell"})
+            logger.finish("FAILED", traceback.format_exc())
+            raise
+        return _train(train.run, cfg, MLflowLogger(cfg.tracking, tags=tags))
 
 
 # ------------------------------------------------------------------------------ fan-out: local / Slurm

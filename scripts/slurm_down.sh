@@ -7,7 +7,8 @@ stop() {
   for f in "$@"; do p="$SLURM_DIR/pids/$f"; [ -s "$p" ] && pids+=("$(cat "$p")") && rm -f "$p"; done
   [ ${#pids[@]} = 0 ] && return
   kill "${pids[@]}" 2>/dev/null || true
-  for i in $(seq 50); do kill -0 "${pids[@]}" 2>/dev/null || break; sleep 0.2; done
+  alive() { for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && return 0; done; return 1; }
+  for i in $(seq 50); do alive || break; sleep 0.2; done
   for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && kill -9 "$p" 2>/dev/null; done
   return 0
 }

@@ -6,14 +6,17 @@ scripts/*_up.sh and stopped by PID. The cells are real ``harness.train.run`` cal
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import yaml
 from mlflow import MlflowClient
-from services import REPO, ci_sweep, mlflow_server, run_slurm_sweep, sbatch_sweep, slurm  # noqa: F401  (fixtures)
+from services import REPO, run_slurm_sweep, sbatch_sweep
 
 from harness.sweep import load_sweep
 from harness.tracking import mlflow_key
 
+pytest_plugins = ["services"]  # fixtures: slurm, mlflow_server, ci_sweep
 pytestmark = pytest.mark.services
 
 
@@ -53,7 +56,7 @@ def test_sweep_sh_runs_every_cell_as_a_child_of_one_parent(ci_sweep, slurm, mlfl
     parent = client.get_run(parent.info.run_id)
     assert parent.info.status == "FINISHED" and parent.data.tags["harness.cells"] == "FINISHED=4"
     table = client.download_artifacts(parent.info.run_id, "sweep/cells.csv", str(ci_sweep.logs))
-    assert open(table).read().count(",FINISHED,") == 4
+    assert Path(table).read_text().count(",FINISHED,") == 4
 
 
 def test_rerun_submits_nothing_for_finished_cells(ci_sweep, slurm, mlflow_server, tmp_path):
@@ -83,7 +86,7 @@ def test_a_failing_cell_is_failed_while_the_others_finish(slurm, mlflow_server, 
     failed = by_heads["3"]
     assert failed.info.status == "FAILED"
     assert "not divisible by heads=3" in failed.data.tags["error"]
-    error = open(client.download_artifacts(failed.info.run_id, "error.txt", str(tmp_path))).read()
+    error = Path(client.download_artifacts(failed.info.run_id, "error.txt", str(tmp_path))).read_text()
     assert "Traceback" in error and "ValueError" in error
     assert client.get_run(parents[0].info.run_id).info.status == "FAILED"
     codes = {t["ArrayTaskId"]: t["ExitCode"] for t in array_tasks(slurm, "ci-fail")}

@@ -92,6 +92,9 @@ def test_exclude_and_overrides(tmp_path):
     assert {c.key for c in forced}.isdisjoint(c.key for c in S.load_sweep(path).cells())
     collapsed = S.load_sweep(path, ["model.dim=8"]).cells()  # an override that collapses an axis dedupes cells
     assert [c.config.model.dim for c in collapsed] == [8, 8]
+    invalid = write(tmp_path, {"grid": {"model.items": ["id", "finetune"]}, "exclude": [{"model.items": "finetune"}]},
+                    "invalid.yaml")  # excluded before validation: an exclude may drop an invalid combination
+    assert [c.config.model.items for c in S.load_sweep(invalid).cells()] == ["id"]
 
 
 @pytest.mark.parametrize(
