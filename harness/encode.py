@@ -21,6 +21,8 @@ if __name__ == "__main__" and not __package__:  # run as a file: `accelerate lau
 
 import argparse
 import datetime
+import hashlib
+import json
 import math
 import os
 import resource
@@ -30,15 +32,16 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
-from harness.features.batching import Batch, chunk_batches
+from harness.features.batching import Batch, chunk_batches, length_sorted_chunks
 from harness.features.fingerprint import fingerprint, item_raws
 from harness.features.layout import MODALITIES, default_cache_root, encoder_key
 from harness.features.loader import BatchSource, batch_loader, encode_inputs
 from harness.features.manifest import (
-    PLAN_KEYS,
+    COMPLETE_KEYS,
     PlanMismatch,
     check_plan,
     library_versions,
@@ -47,7 +50,8 @@ from harness.features.manifest import (
     write_json_atomic,
 )
 from harness.features.merge import merge_shards
-from harness.features.shards import Shard, chunk_ranges, finished_chunks, remove_stale_tmp, write_shard
+from harness.features.shards import finished_chunks, remove_stale_tmp
+from harness.features.writer import ChunkWriter
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DS_CONFIG = REPO / "configs" / "deepspeed_zero3.json"
@@ -74,6 +78,8 @@ class EncodeOptions:
     trust_remote_code: bool = False
     overwrite: bool = False
     ds_config: str | None = None  # ZeRO-3 config; default configs/deepspeed_zero3.json
+    random_weights: bool = False  # the real architecture with seeded random weights (throughput benchmarks)
+    compile: bool = False  # torch.compile the encoder's repeated blocks (GPU, long jobs)
     progress: bool = True
 
 
@@ -81,13 +87,12 @@ class EncodeOptions:
 
 
 def shard(n_items: int, rank: int, world_size: int) -> range:
-    """The contiguous slice of ``range(n_items)`` that ``rank`` owns: disjoint, covering, balanced
-    (the first ``n_items % world_size`` ranks take one more)."""
+    """The strided slice ``rank, rank + world_size, ...`` of ``range(n_items)`` that ``rank`` owns:
+    disjoint, covering, sizes within one. Strided rather than contiguous because the chunks are
+    sorted by length: every rank gets a mix of long and short chunks, so all finish together."""
     if not 0 <= rank < world_size:
         raise ValueError(f"rank {rank} is outside world size {world_size}")
-    base, extra = divmod(n_items, world_size)
-    start = rank * base + min(rank, extra)
-    return range(start, start + base + (rank < extra))
+    return range(rank, n_items, world_size)
 
 
 def _free_port() -> int:
@@ -154,14 +159,16 @@ class Job:
     dtype: str
     strategy: str
     budget: int  # padded tokens (text) or images per batch
-    chunks: list[range]
     plan: dict
+    chunks: list[list[int]] = field(default_factory=list)  # set once the lengths are known
+    lengths: list[int] = field(default_factory=list)
     extra: dict = field(default_factory=dict)  # filled while running (ZeRO-3 partition sizes)
 
 
 def auto_chunk_size(n_items: int) -> int:
-    """Items per chunk from the catalogue size alone (~64 chunks, 512..8192 items each)."""
-    return max(512, min(8192, math.ceil(n_items / 64)))
+    """Items per chunk from the catalogue size alone (~64 chunks, 1024..8192 items each): big enough that
+    a chunk fills several token-budget batches, small enough to spread over many ranks and lose little on a crash."""
+    return max(1024, min(8192, math.ceil(n_items / 64)))
 
 
 def _resolve_dtype(opts: EncodeOptions, device: torch.device, preferred: str) -> str:
@@ -179,11 +186,7 @@ def _check_choice(name: str, value: str | None, choices: tuple[str, ...]) -> Non
         raise ValueError(f"{name} {value!r} is not one of {', '.join(choices)}")
 
 
-def plan_job(dataset: Any, opts: EncodeOptions, ctx: Dist) -> Job:
-    """Resolve encoder metadata, inputs, fingerprint, chunks and batch budget (no weights loaded)."""
-    from encoders import get_info
-
-    info = get_info(opts.encoder, trust_remote_code=opts.trust_remote_code)
+def _job_inputs(dataset: Any, opts: EncodeOptions, info: Any) -> tuple[str, list[str]]:
     modality = opts.modality or info.modality
     _check_choice("--modality", modality, MODALITIES)
     _check_choice("--strategy", opts.strategy, STRATEGIES)
@@ -192,19 +195,66 @@ def plan_job(dataset: Any, opts: EncodeOptions, ctx: Dist) -> Job:
     raws = item_raws(dataset.items, modality)[: opts.limit]
     if not raws:
         raise ValueError(f"dataset {dataset.name!r} has no items to encode")
+    return modality, raws
+
+
+def plan_job(dataset: Any, opts: EncodeOptions, ctx: Dist) -> Job:
+    """Resolve encoder metadata, inputs, fingerprint, cache folder and batch budget (no weights loaded)."""
+    from encoders import get_info
+
+    info = get_info(opts.encoder, trust_remote_code=opts.trust_remote_code)
+    modality, raws = _job_inputs(dataset, opts, info)
     key = dataset.name + (f".first{opts.limit}" if opts.limit else "")
-    folder = default_cache_root(opts.cache_dir) / "features" / key / encoder_key(opts.encoder) / modality
+    enc_key = encoder_key(opts.encoder) + (".random" if opts.random_weights else "")  # never mistaken for real weights
     dtype = _resolve_dtype(opts, ctx.device, info.dtype)
-    chunk_size = opts.chunk_size or auto_chunk_size(len(raws))
     budget = opts.batch_size if modality == "image" else opts.batch_tokens or (16384 if ctx.device.type == "cuda" else 4096)
-    plan = {"encoder": encoder_key(opts.encoder), "revision": weights_revision(info.weights), "modality": modality,
+    weights = "random" if opts.random_weights else info.weights
+    plan = {"encoder": enc_key, "revision": weights_revision(weights), "modality": modality,
             "pooling": info.pooling, "layer": info.layer, "dtype": dtype, "dim": info.dim, "n_items": len(raws),
-            "fingerprint": fingerprint(raws, modality), "chunk_size": chunk_size}
-    return Job(key, folder, raws, info, dtype, opts.strategy or info.strategy, budget,
-               chunk_ranges(len(raws), chunk_size), plan)
+            "fingerprint": fingerprint(raws, modality), "chunk_size": opts.chunk_size or auto_chunk_size(len(raws)),
+            "weights": weights}
+    folder = default_cache_root(opts.cache_dir) / "features" / key / enc_key / modality
+    return Job(key, folder, raws, info, dtype, opts.strategy or info.strategy, budget, plan)
+
+
+def catalogue_lengths(job: Job, encoder: Any, ctx: Dist) -> list[int]:
+    """Tokens per item (images: 1), each rank tokenising its slice; every rank gets the full list."""
+    n = len(job.raws)
+    if job.plan["modality"] == "image":
+        return [1] * n
+    mine = list(shard(n, ctx.rank, ctx.world))
+    parts = ctx.gather(encoder.lengths([job.raws[i] for i in mine]))
+    lengths = [0] * n
+    for rank, part in enumerate(parts):
+        for i, length in zip(shard(n, rank, ctx.world), part):
+            lengths[i] = int(length)
+    return lengths
+
+
+def set_chunks(job: Job, lengths: list[int]) -> None:
+    """Length-sorted chunks, and a digest of their order in the plan (a resume must cut the same chunks)."""
+    job.lengths = lengths
+    job.chunks = length_sorted_chunks(lengths, job.plan["chunk_size"])
+    order = np.concatenate([np.asarray(c, dtype=np.int64) for c in job.chunks])
+    job.plan["chunk_order"] = hashlib.sha256(order.tobytes()).hexdigest()[:16]
 
 
 # ----------------------------------------------------------------------------- the cache folder
+
+
+def on_rank0(ctx: Dist, fn: Any) -> Any:
+    """Run ``fn()`` on rank 0 and give its result to every rank; an error there is raised everywhere."""
+    result: tuple[str, Any] = ("ok", None)
+    if ctx.rank == 0:
+        try:
+            result = ("ok", fn())
+        except Exception as exc:
+            ctx.broadcast(("error", f"{type(exc).__name__}: {exc}"))
+            raise
+    result = ctx.broadcast(result)
+    if result[0] == "error":
+        raise PlanMismatch(f"rank 0 refused the job: {result[1]}")
+    return result[1]
 
 
 def _clear(folder: Path) -> None:
@@ -213,14 +263,19 @@ def _clear(folder: Path) -> None:
         (folder / name).unlink(missing_ok=True)
 
 
-def _pending_on_rank0(job: Job, overwrite: bool) -> list[int] | None:
-    """Chunks still to encode (None: the cache is already complete for this plan)."""
+def _is_complete(job: Job, overwrite: bool) -> bool:
+    """True when a complete cache for these inputs and encoder is there (refused when it is another's)."""
     if overwrite:
         _clear(job.folder)
     manifest = job.folder / "manifest.json"
-    if manifest.is_file():
-        check_plan({**read_json(manifest), "chunk_size": job.plan["chunk_size"]}, job.plan, job.folder)
-        return None
+    if not manifest.is_file():
+        return False
+    check_plan(read_json(manifest), job.plan, job.folder, keys=COMPLETE_KEYS)
+    return True
+
+
+def _pending_chunks(job: Job) -> list[int]:
+    """Check (or record) the plan of the shards folder, drop half-written files, list chunks to do."""
     shards = job.folder / "shards"
     shards.mkdir(parents=True, exist_ok=True)
     plan_path = shards / "plan.json"
@@ -233,28 +288,11 @@ def _pending_on_rank0(job: Job, overwrite: bool) -> list[int] | None:
     return [c for c in range(len(job.chunks)) if c not in done]
 
 
-def prepare_cache(job: Job, opts: EncodeOptions, ctx: Dist) -> list[int] | None:
-    """Rank 0 checks the folder (plan, stale files, finished shards) and tells every rank what is left."""
-    decision: tuple[str, Any] = ("ok", None)
-    if ctx.rank == 0:
-        try:
-            decision = ("ok", _pending_on_rank0(job, opts.overwrite))
-        except Exception as exc:
-            ctx.broadcast(("error", f"{type(exc).__name__}: {exc}"))
-            raise
-    decision = ctx.broadcast(decision)
-    if decision[0] == "error":
-        raise PlanMismatch(f"rank 0 refused the job: {decision[1]}")
-    return decision[1]
-
-
 # ----------------------------------------------------------------------------- the encoder
 
 
 def _zero3_config(path: str | None, job: Job) -> dict:
     """The shipped ZeRO-3 inference config with its "auto" values filled for this model and dtype."""
-    import json
-
     config = json.loads(Path(path or DEFAULT_DS_CONFIG).read_text())
     hidden = job.info.dim
     auto = {"stage3_param_persistence_threshold": 10 * hidden, "stage3_prefetch_bucket_size": int(0.9 * hidden * hidden),
@@ -268,6 +306,15 @@ def _zero3_config(path: str | None, job: Job) -> dict:
     return config
 
 
+def _create_kwargs(job: Job, opts: EncodeOptions, ctx: Dist) -> dict:
+    kwargs: dict[str, Any] = {"device": ctx.device, "dtype": job.dtype, "trust_remote_code": opts.trust_remote_code}
+    if opts.random_weights:
+        kwargs["random_weights"] = True
+    if opts.compile:
+        kwargs["compile"] = True
+    return kwargs
+
+
 def _load_zero3(job: Job, opts: EncodeOptions, ctx: Dist) -> tuple[Any, Any]:
     """Load under ``HfDeepSpeedConfig`` (so ``from_pretrained`` partitions parameters as it loads),
     then wrap in a ZeRO-3 engine whose hooks gather each layer's parameters for its forward."""
@@ -278,7 +325,7 @@ def _load_zero3(job: Job, opts: EncodeOptions, ctx: Dist) -> tuple[Any, Any]:
 
     config = _zero3_config(opts.ds_config, job)
     hf_config = HfDeepSpeedConfig(config)  # must be alive while the weights load
-    encoder = create_encoder(opts.encoder, device=ctx.device, dtype=job.dtype, trust_remote_code=opts.trust_remote_code)
+    encoder = create_encoder(opts.encoder, **_create_kwargs(job, opts, ctx))
     partitioned_at_load = any(hasattr(p, "ds_id") for p in encoder.module.parameters())
     engine, *_ = deepspeed.initialize(model=encoder.module, config=config, dist_init_required=False)
     engine.module.eval()
@@ -295,20 +342,18 @@ def load_encoder(job: Job, opts: EncodeOptions, ctx: Dist) -> tuple[Any, Any]:
         return _load_zero3(job, opts, ctx)
     from encoders import create_encoder
 
-    return create_encoder(opts.encoder, device=ctx.device, dtype=job.dtype, trust_remote_code=opts.trust_remote_code), None
+    return create_encoder(opts.encoder, **_create_kwargs(job, opts, ctx)), None
 
 
 # ----------------------------------------------------------------------------- encoding
 
 
-def plan_batches(job: Job, encoder: Any, chunks: list[int]) -> list[Batch]:
+def plan_batches(job: Job, chunks: list[int]) -> list[Batch]:
     """Token-budget batches of the given chunks, chunk by chunk (images: ``budget`` per batch)."""
     out: list[Batch] = []
     for c in chunks:
-        items = list(job.chunks[c])
-        raws = [job.raws[i] for i in items]
-        lengths = encoder.lengths(raws) if job.plan["modality"] == "text" else [1] * len(items)
-        out += chunk_batches(c, items, lengths, job.budget)
+        items = job.chunks[c]
+        out += chunk_batches(c, items, [job.lengths[i] for i in items], job.budget)
     return out
 
 
@@ -316,42 +361,6 @@ def pad_for_zero3(batches: list[Batch], ctx: Dist) -> list[Batch]:
     """Dummy batches so every rank runs the same number of forwards (ZeRO-3 gathers are collective)."""
     steps = ctx.max(len(batches))
     return batches + [Batch(chunk=-1, items=(0,), tokens=0, padded=0, dummy=True)] * (steps - len(batches))
-
-
-class ChunkWriter:
-    """Collects a chunk's batches and writes its shard the moment the last one is encoded."""
-
-    def __init__(self, job: Job, rank: int, batches: list[Batch]):
-        self.job, self.rank = job, rank
-        self.expected: dict[int, int] = {}
-        for b in batches:
-            if not b.dummy:
-                self.expected[b.chunk] = self.expected.get(b.chunk, 0) + 1
-        self.parts: dict[int, list] = {}
-        self.started: dict[int, float] = {}
-        self.totals = {"items": 0, "tokens": 0, "padded_tokens": 0, "batches": 0, "chunks": 0}
-
-    def add(self, batch: Batch, feats: torch.Tensor, failures: list[dict]) -> None:
-        self.started.setdefault(batch.chunk, time.perf_counter())
-        self.parts.setdefault(batch.chunk, []).append((batch, feats, failures))
-        for key, value in (("items", len(batch.items)), ("tokens", batch.tokens), ("padded_tokens", batch.padded), ("batches", 1)):
-            self.totals[key] += value
-        if len(self.parts[batch.chunk]) == self.expected[batch.chunk]:
-            self._write(batch.chunk)
-
-    def _write(self, chunk: int) -> None:
-        parts = self.parts.pop(chunk)
-        index = torch.tensor([i for b, _, _ in parts for i in b.items], dtype=torch.int64)
-        feats = torch.cat([f for _, f, _ in parts])
-        failures = sorted((f for _, _, fs in parts for f in fs), key=lambda f: f["item"])
-        order = torch.argsort(index)
-        bad = {f["item"] for f in failures}
-        valid = torch.tensor([int(i) not in bad for i in index[order]], dtype=torch.bool)
-        stats = {"seconds": time.perf_counter() - self.started.pop(chunk), "batches": len(parts),
-                 "tokens": sum(b.tokens for b, _, _ in parts), "rank": self.rank}
-        write_shard(self.job.folder / "shards", self.rank,
-                    Shard(chunk, index[order].numpy(), feats[order].numpy(), valid.numpy(), failures, stats))
-        self.totals["chunks"] += 1
 
 
 def _num_workers(opts: EncodeOptions, device: torch.device, local_world: int) -> int:
@@ -369,14 +378,13 @@ def _preprocess_fn(encoder: Any) -> Any:
 
 def encode_pending(job: Job, encoder: Any, pending: list[int], opts: EncodeOptions, ctx: Dist) -> dict:
     """Encode this rank's share of the pending chunks, one atomic shard per finished chunk."""
-    mine = [pending[k] for k in shard(len(pending), ctx.rank, ctx.world)]
-    batches = plan_batches(job, encoder, mine)
+    batches = plan_batches(job, [pending[k] for k in shard(len(pending), ctx.rank, ctx.world)])
     if job.strategy == "zero3":
         batches = pad_for_zero3(batches, ctx)
     source = BatchSource(job.raws, batches, _preprocess_fn(encoder), job.plan["modality"])
     workers = _num_workers(opts, ctx.device, int(os.environ.get("LOCAL_WORLD_SIZE", ctx.world)))
     loader = batch_loader(source, workers, pin_memory=ctx.device.type == "cuda")
-    writer = ChunkWriter(job, ctx.rank, batches)
+    writer = ChunkWriter(job.folder / "shards", ctx.rank, batches)
     total = sum(len(b.items) for b in batches if not b.dummy)
     bar = tqdm(total=total, unit="item", desc=f"encode rank 0/{ctx.world}", disable=ctx.rank != 0 or not opts.progress)
     start = time.perf_counter()
@@ -410,7 +418,7 @@ def build_manifest(job: Job, merged: Any, stats: list[dict], wall: float, pendin
     """The manifest of a complete cache (see docs/ENCODE.md for every field)."""
     info = job.info
     return {
-        **job.plan, "dataset": job.dataset, "encoder_name": info.name, "weights": info.weights,
+        **job.plan, "dataset": job.dataset, "encoder_name": info.name,
         "backend": info.backend, "family": info.family, "params": info.params,
         "max_tokens": info.max_tokens, "image_size": info.image_size,
         "n_valid": merged.n_valid, "failures": merged.failures,
@@ -429,7 +437,6 @@ def build_manifest(job: Job, merged: Any, stats: list[dict], wall: float, pendin
 def finish(job: Job, pending: list[int], stats: dict, start: float, ctx: Dist) -> None:
     """Barrier, then rank 0 merges every shard and writes the manifest last (marks completion)."""
     all_stats = ctx.gather(stats)
-    ctx.barrier()
     if ctx.rank == 0:
         merged = merge_shards(job.folder, len(job.raws), job.info.dim)
         manifest = build_manifest(job, merged, all_stats, time.perf_counter() - start, pending, ctx)
@@ -445,14 +452,15 @@ def run(dataset: Any, opts: EncodeOptions) -> Path:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     ctx = start_distributed(opts)
     job = plan_job(dataset, opts, ctx)
-    pending = prepare_cache(job, opts, ctx)
-    if pending is None:
+    if on_rank0(ctx, lambda: _is_complete(job, opts.overwrite)):
         _say(ctx, f"encode: {job.folder} is already complete")
         return job.folder
-    _say(ctx, f"encode: {len(job.chunks)} chunks of {job.plan['chunk_size']} items, {len(pending)} to do, "
-              f"{ctx.world} process(es), {job.strategy}, {job.dtype} on {ctx.device.type}")
     encoder, _keep_alive = load_encoder(job, opts, ctx)
     start = time.perf_counter()
+    set_chunks(job, catalogue_lengths(job, encoder, ctx))
+    pending = on_rank0(ctx, lambda: _pending_chunks(job))
+    _say(ctx, f"encode: {len(job.chunks)} chunks of {job.plan['chunk_size']} items, {len(pending)} to do, "
+              f"{ctx.world} process(es), {job.strategy}, {job.dtype} on {ctx.device.type}")
     stats = encode_pending(job, encoder, pending, opts, ctx)
     finish(job, pending, stats, start, ctx)
     _say(ctx, f"encode: wrote {job.folder}")
@@ -488,13 +496,16 @@ def parse_args(argv: list[str] | None) -> tuple[str, str | None, EncodeOptions]:
     p.add_argument("--chunk-size", type=int, help="items per shard (default from the item count)")
     p.add_argument("--ds-config", help=f"DeepSpeed config for --strategy zero3 (default {DEFAULT_DS_CONFIG.relative_to(REPO)})")
     p.add_argument("--trust-remote-code", action="store_true", help="allow legacy checkpoints that run their own code")
+    p.add_argument("--random-weights", action="store_true", help="real architecture, seeded random weights (benchmarks)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the encoder's repeated blocks")
     p.add_argument("--overwrite", action="store_true", help="discard an existing or partial cache for this encoder")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     a = p.parse_args(argv)
     opts = EncodeOptions(encoder=a.encoder, modality=a.modality, cache_dir=a.cache_dir, cpu=a.cpu, strategy=a.strategy,
                          batch_tokens=a.batch_tokens, batch_size=a.batch_size, dtype=a.dtype, num_workers=a.num_workers,
                          limit=a.limit, chunk_size=a.chunk_size, trust_remote_code=a.trust_remote_code,
-                         overwrite=a.overwrite, ds_config=a.ds_config, progress=not a.no_progress)
+                         overwrite=a.overwrite, ds_config=a.ds_config, random_weights=a.random_weights,
+                         compile=a.compile, progress=not a.no_progress)
     return a.dataset, a.data_dir, opts
 
 

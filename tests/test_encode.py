@@ -100,15 +100,19 @@ def test_torchrun_two_processes_equal_one_process(one_process, tmp_path):
 
 
 def test_accelerate_launch_two_processes(one_process, tmp_path):
-    """``accelerate launch`` with the shipped config (bf16 applies to GPUs only; ``--cpu`` keeps float32).
-    ``--limit 512`` gives the first two chunks, equal to the full run's first rows."""
+    """``accelerate launch`` with the shipped config (bf16 applies to GPUs only; ``--cpu`` keeps float32)
+    on the first 512 items: bitwise equal to one process on the same 512, and equal to float tolerance to
+    the full run's rows (same items, other batch companions)."""
+    args = ["--encoder", "tiny-llama", "--limit", "512", *COMMON]
     run_launcher([str(BIN / "accelerate"), "launch", "--config_file", "accelerate_config.yaml", "--num_processes", "2",
-                  "--main_process_port", str(_port()),
-                  "harness/encode.py", "--encoder", "tiny-llama", "--cache-dir", str(tmp_path), "--limit", "512", *COMMON])
-    part = folder(tmp_path, dataset="ml-1m.first512")
-    manifest = json.loads((part / "manifest.json").read_text())
+                  "--main_process_port", str(_port()), "harness/encode.py", "--cache-dir", str(tmp_path / "two"), *args])
+    assert main(["--cache-dir", str(tmp_path / "one"), *args]) == 0
+    two = folder(tmp_path / "two", dataset="ml-1m.first512")
+    manifest = json.loads((two / "manifest.json").read_text())
     assert manifest["world_size"] == 2 and manifest["n_items"] == 512
-    assert np.array_equal(np.load(part / "features.npy"), np.load(folder(one_process) / "features.npy")[:512])
+    feats = np.load(two / "features.npy")
+    assert np.array_equal(feats, np.load(folder(tmp_path / "one", dataset="ml-1m.first512") / "features.npy"))
+    np.testing.assert_allclose(feats, np.load(folder(one_process) / "features.npy")[:512], rtol=1e-4, atol=1e-5)
 
 
 def test_unknown_encoder_is_a_clear_error(tmp_path):

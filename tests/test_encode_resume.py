@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 
 from harness.encode import main
 from harness.features.shards import finished_chunks
@@ -24,12 +25,21 @@ N_CHUNKS = 54  # ceil(3416 / 64)
 ARGS = ["--encoder", "tiny-llama", "--dataset", "ml-1m", "--cpu", "--no-progress", "--chunk-size", "64", "--batch-tokens", "256"]
 
 
+def _sigkill_tree(pid: int) -> None:
+    """SIGKILL a launcher and every process under it (torchrun starts its workers in their own sessions)."""
+    parent = psutil.Process(pid)
+    procs = [parent, *parent.children(recursive=True)]
+    for p in procs:
+        p.send_signal(signal.SIGKILL)
+    psutil.wait_procs(procs, timeout=30)
+
+
 def _kill_part_way(root: Path, at_least: int) -> None:
-    """Start a 2-process job and SIGKILL its whole process group once ``at_least`` shards exist."""
+    """Start a 2-process job and SIGKILL all of its processes once ``at_least`` shards exist."""
     shards = root / "features" / "ml-1m" / "tiny-llama" / "text" / "shards"
     cmd = [str(Path(sys.executable).parent / "torchrun"), "--standalone", "--nproc_per_node=2", "harness/encode.py",
            "--cache-dir", str(root), *ARGS]
-    proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, start_new_session=True,
+    proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 240
     try:
@@ -38,7 +48,7 @@ def _kill_part_way(root: Path, at_least: int) -> None:
             assert time.monotonic() < deadline, "no shards appeared in time"
             time.sleep(0.005)
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)
+        _sigkill_tree(proc.pid)
         proc.wait()
 
 
@@ -55,6 +65,8 @@ def test_sigkill_then_resume_is_bitwise_identical(tmp_path):
     assert not (folder / "manifest.json").exists()
     before = _stamps(folder / "shards")
     assert 4 <= len(before) < N_CHUNKS, len(before)
+    time.sleep(1.0)
+    assert _stamps(folder / "shards") == before  # nothing of the killed job is still writing
 
     assert main(["--cache-dir", str(root), *ARGS]) == 0  # resume with one process
     after = _stamps(folder / "shards")

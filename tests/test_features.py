@@ -8,18 +8,18 @@ import numpy as np
 import pytest
 
 from harness.encode import shard
-from harness.features.batching import chunk_batches, token_budget_groups
+from harness.features.batching import chunk_batches, length_sorted_chunks, token_budget_groups
 from harness.features.fingerprint import fingerprint
 from harness.features.layout import encoder_key, feature_dir
 from harness.features.merge import merge_shards
-from harness.features.shards import Shard, chunk_ranges, finished_chunks, read_shard, remove_stale_tmp, write_shard
+from harness.features.shards import Shard, finished_chunks, read_shard, remove_stale_tmp, write_shard
 
 
 # ----------------------------------------------------------------------------- shard()
 
 
 def test_shard_hand_computed():
-    assert [list(shard(10, r, 3)) for r in range(3)] == [[0, 1, 2, 3], [4, 5, 6], [7, 8, 9]]
+    assert [list(shard(10, r, 3)) for r in range(3)] == [[0, 3, 6, 9], [1, 4, 7], [2, 5, 8]]
     assert [list(shard(2, r, 4)) for r in range(4)] == [[0], [1], [], []]
 
 
@@ -27,8 +27,8 @@ def test_shard_hand_computed():
 @pytest.mark.parametrize("world", [1, 2, 3, 8])
 def test_shard_disjoint_covering_balanced(n, world):
     parts = [shard(n, r, world) for r in range(world)]
-    flat = [i for p in parts for i in p]
-    assert flat == list(range(n))  # every item once, in order: contiguous and disjoint
+    flat = sorted(i for p in parts for i in p)
+    assert flat == list(range(n))  # every item exactly once
     sizes = [len(p) for p in parts]
     assert max(sizes) - min(sizes) <= 1
 
@@ -65,10 +65,23 @@ def test_chunk_batches_count_real_and_padded_tokens():
     assert {b.chunk for b in batches} == {3}
 
 
-def test_chunk_ranges():
-    assert chunk_ranges(10, 4) == [range(0, 4), range(4, 8), range(8, 10)]
+def test_length_sorted_chunks_hand_computed():
+    # lengths by item: 0:3 1:10 2:5 3:5 4:1 5:7 -> sorted longest first, ties by index: 1 5 2 3 0 4
+    assert length_sorted_chunks([3, 10, 5, 5, 1, 7], 4) == [[1, 5, 2, 3], [0, 4]]
+    assert length_sorted_chunks([], 4) == []
     with pytest.raises(ValueError):
-        chunk_ranges(10, 0)
+        length_sorted_chunks([1], 0)
+
+
+def test_length_sorted_chunks_cut_less_padding_than_index_ranges():
+    rng = np.random.default_rng(1)
+    lengths = np.clip(rng.lognormal(np.log(20), 0.6, 2000), 2, 200).astype(int).tolist()
+
+    def padded(chunks):
+        return sum(b.padded for c, items in enumerate(chunks) for b in chunk_batches(c, items, [lengths[i] for i in items], 1024))
+
+    by_index = [list(range(s, min(s + 256, 2000))) for s in range(0, 2000, 256)]
+    assert padded(length_sorted_chunks(lengths, 256)) < 0.9 * padded(by_index)
 
 
 # ----------------------------------------------------------------------------- fingerprint / layout

@@ -43,3 +43,16 @@ def chunk_batches(chunk: int, items: Sequence[int], lengths: Sequence[int], budg
         lens = [lengths[p] for p in group]
         out.append(Batch(chunk, tuple(items[p] for p in group), sum(lens), len(lens) * max(lens)))
     return out
+
+
+def length_sorted_chunks(lengths: Sequence[int], chunk_size: int) -> list[list[int]]:
+    """All items sorted by length (longest first, ties by index) and cut into chunks of ``chunk_size``.
+
+    Every chunk holds inputs of nearly one length, so its token-budget batches carry little padding,
+    and the cut depends only on the inputs (never on the number of processes), so a finished chunk
+    means the same thing to any later run.
+    """
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    return [order[s : s + chunk_size] for s in range(0, len(order), chunk_size)]

@@ -14,8 +14,10 @@ import os
 import platform
 from pathlib import Path
 
-# Plan keys that change what a shard holds; a resume must agree on all of them.
-PLAN_KEYS = ("encoder", "revision", "modality", "pooling", "layer", "dtype", "dim", "n_items", "fingerprint", "chunk_size")
+# What a complete cache must agree on to be reused as it is.
+COMPLETE_KEYS = ("encoder", "revision", "modality", "pooling", "layer", "dtype", "dim", "n_items", "fingerprint")
+# What unfinished shards must agree on to be resumed: the above plus how the items were cut into chunks.
+PLAN_KEYS = (*COMPLETE_KEYS, "chunk_size", "chunk_order")
 
 _LIBRARIES = ("torch", "transformers", "numpy", "safetensors", "accelerate", "deepspeed", "timm",
               "open_clip_torch", "sentence-transformers", "tokenizers", "pillow")
@@ -47,9 +49,9 @@ class PlanMismatch(RuntimeError):
     """Unfinished shards in the cache folder were made by a different job."""
 
 
-def check_plan(old: dict, new: dict, folder: Path) -> None:
-    """Raise ``PlanMismatch`` naming every key on which a previous, unfinished job differs."""
-    diffs = [f"{k}: cached {old.get(k)!r} vs now {new.get(k)!r}" for k in PLAN_KEYS if old.get(k) != new.get(k)]
+def check_plan(old: dict, new: dict, folder: Path, keys: tuple[str, ...] = PLAN_KEYS) -> None:
+    """Raise ``PlanMismatch`` naming every key on which a previous job differs."""
+    diffs = [f"{k}: cached {old.get(k)!r} vs now {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
     if diffs:
         raise PlanMismatch(
             f"{folder} holds shards of a different encode job ({'; '.join(diffs)}). "

@@ -31,13 +31,6 @@ class Shard:
     stats: dict = field(default_factory=dict)  # seconds, tokens, batches of this chunk
 
 
-def chunk_ranges(n_items: int, chunk_size: int) -> list[range]:
-    """Contiguous item ranges of ``chunk_size`` (last one shorter). Independent of the world size."""
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    return [range(s, min(s + chunk_size, n_items)) for s in range(0, n_items, chunk_size)]
-
-
 def write_shard(shard_dir: Path, rank: int, shard: Shard) -> Path:
     """Atomically write ``shard`` as ``<rank>-<chunk>.safetensors`` and return its path."""
     final = shard_dir / shard_name(rank, shard.chunk)
