@@ -12,7 +12,14 @@ import torch
 from harness.config import KDSRConfig
 from harness.kdsr import embedding_lr_factor
 from harness.kdsr.pairs import cooccurring_pairs, sample_positions, subset_size
-from harness.kdsr.scoring import paired_correlation_vectors, paired_scores, pairwise_correlation_vectors, pairwise_scores
+from harness.kdsr.scoring import (
+    cross_correlation_vectors,
+    cross_scores,
+    paired_correlation_vectors,
+    paired_scores,
+    pairwise_correlation_vectors,
+    pairwise_scores,
+)
 from harness.kdsr.student import (
     StudentHeads,
     dissected_loss,
@@ -72,6 +79,8 @@ def test_pairwise_matches_paired(name):
     vectors = pairwise_correlation_vectors(x, 4, name)
     explicit_v = paired_correlation_vectors(x.unsqueeze(2), x.unsqueeze(1), 4, name)
     torch.testing.assert_close(vectors[:, off_diagonal], explicit_v[:, off_diagonal], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(cross_scores(x[:, :2], x, name), grid[:, :2], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(cross_correlation_vectors(x[:, 3:], x, 4, name), vectors[:, 3:], rtol=1e-5, atol=1e-5)
 
 
 def test_scoring_errors_name_valid_options():

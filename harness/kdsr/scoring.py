@@ -41,19 +41,23 @@ def paired_scores(a: torch.Tensor, b: torch.Tensor, name: str) -> torch.Tensor:
     return -diff.pow(2).sum(-1).clamp_min(_EPS).sqrt()
 
 
-def pairwise_scores(x: torch.Tensor, name: str) -> torch.Tensor:
-    """phi between every pair of rows within each batch: [..., S, d] -> [..., S, S].
+def cross_scores(a: torch.Tensor, b: torch.Tensor, name: str) -> torch.Tensor:
+    """phi between every row of ``a`` and every row of ``b``: [..., P, d] x [..., Q, d] -> [..., P, Q].
 
-    Uses matrix products / ``cdist`` so no [S, S, d] tensor is materialised.
+    Uses matrix products / ``cdist`` so no [P, Q, d] tensor is materialised.
     """
     check_score(name)
     if name == "cosine":
-        x = F.normalize(x, dim=-1, eps=_EPS)
-        return x @ x.transpose(-1, -2)
-    if name == "dot":
-        return x @ x.transpose(-1, -2)
+        a, b = F.normalize(a, dim=-1, eps=_EPS), F.normalize(b, dim=-1, eps=_EPS)
+    if name in ("cosine", "dot"):
+        return a @ b.transpose(-1, -2)
     # cdist's backward is finite at zero distance (the diagonal), unlike a plain sqrt.
-    return -torch.cdist(x, x, p=1.0 if name == "manhattan" else 2.0)
+    return -torch.cdist(a, b, p=1.0 if name == "manhattan" else 2.0)
+
+
+def pairwise_scores(x: torch.Tensor, name: str) -> torch.Tensor:
+    """phi between every pair of rows within each batch: [..., S, d] -> [..., S, S]."""
+    return cross_scores(x, x, name)
 
 
 def split_subvectors(x: torch.Tensor, m: int) -> torch.Tensor:
@@ -69,7 +73,13 @@ def paired_correlation_vectors(a: torch.Tensor, b: torch.Tensor, m: int, name: s
     return paired_scores(split_subvectors(a, m), split_subvectors(b, m), name)
 
 
+def cross_correlation_vectors(a: torch.Tensor, b: torch.Tensor, m: int, name: str) -> torch.Tensor:
+    """Dissected correlation of every row of ``a`` with every row of ``b``: [..., P, d] x [..., Q, d] -> [..., P, Q, m]."""
+    sub_a = split_subvectors(a, m).transpose(-2, -3)  # [..., m, P, d/m]
+    sub_b = split_subvectors(b, m).transpose(-2, -3)
+    return cross_scores(sub_a, sub_b, name).movedim(-3, -1)
+
+
 def pairwise_correlation_vectors(x: torch.Tensor, m: int, name: str) -> torch.Tensor:
-    """Dissected correlation of every pair within each batch: [B, S, d] -> [B, S, S, m]."""
-    sub = split_subvectors(x, m).transpose(-2, -3)  # [B, m, S, d/m]
-    return pairwise_scores(sub, name).permute(0, 2, 3, 1)
+    """Dissected correlation of every pair within each batch: [..., S, d] -> [..., S, S, m]."""
+    return cross_correlation_vectors(x, x, m, name)

@@ -22,6 +22,8 @@ from harness.kdsr.pairs import cooccurring_pairs
 from harness.kdsr.quantize import check_quantizer, fit_codebook, nearest_code
 from harness.kdsr.scoring import (
     check_score,
+    cross_correlation_vectors,
+    cross_scores,
     pairwise_correlation_vectors,
     pairwise_scores,
     paired_correlation_vectors,
@@ -114,26 +116,31 @@ def fit_teacher(features: np.ndarray, valid: np.ndarray, train_sequences: list[n
 
 
 class TeacherTable(nn.Module):
-    """The alternative to on-the-fly signals: N x N fp16 scores and uint8 codes, gathered per batch."""
+    """The alternative to on-the-fly signals: N x N fp16 scores and uint8 codes, gathered per batch.
 
+    Built block of rows by block of rows against all items; memory N^2 * 3 bytes (ML-1M 33 MB,
+    Clothing 1.5 GB), which is why the on-the-fly path is the default (see docs/KDSR.md).
+    """
+
+    @torch.no_grad()
     def __init__(self, teacher: Teacher, progress: bool = False):
         super().__init__()
-        n = teacher.num_items
-        chunk = max(1, (1 << 16) // n)  # rows per step: ~65k pairs in flight
-        scores = torch.empty(n, n, dtype=torch.float16, device=teacher.latents.device)
-        codes = torch.empty(n, n, dtype=torch.uint8, device=teacher.latents.device)
-        ids = torch.arange(n, device=teacher.latents.device)
-        for start in tqdm(range(0, n, chunk), desc="teacher tables", disable=not progress, leave=False):
-            rows = ids[start : start + chunk]
-            a = rows.repeat_interleave(n)
-            b = ids.repeat(len(rows))
-            s, c = teacher.paired(a, b)
-            scores[rows] = s.view(len(rows), n).half()
-            codes[rows] = c.view(len(rows), n).to(torch.uint8)
+        z = teacher.latents
+        n = len(z)
+        scores = torch.empty(n, n, dtype=torch.float16, device=z.device)
+        codes = torch.empty(n, n, dtype=torch.uint8, device=z.device)
+        block = max(1, (1 << 18) // n)  # rows per step: ~260k pairs in flight
+        spec = teacher.spec
+        for start in tqdm(range(0, n, block), desc="teacher tables", disable=not progress, leave=False):
+            rows = z[start : start + block]
+            scores[start : start + block] = ((cross_scores(rows, z, spec.score) - teacher.mean) / teacher.std).half()
+            vectors = cross_correlation_vectors(rows, z, spec.sub_vectors, spec.score)
+            codes[start : start + block] = nearest_code(vectors, teacher.codebook).to(torch.uint8)
         self.register_buffer("scores", scores, persistent=False)
         self.register_buffer("codes", codes, persistent=False)
 
     @torch.no_grad()
     def grid(self, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Same as ``Teacher.grid``, gathered from the tables (scores rounded to fp16)."""
         rows, cols = items.unsqueeze(2), items.unsqueeze(1)
         return self.scores[rows, cols].float(), self.codes[rows, cols].long()
