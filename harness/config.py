@@ -62,6 +62,7 @@ class TrainConfig:
     threads: int = 0  # torch CPU threads; 0 = torch default
     eval_ties: str = "expected"  # expected | pessimistic | optimistic (see harness/evaluation.py)
     mask_history: bool = False  # drop already-seen items from the ranking (RecBole's sequential models: no)
+    samples: str = "windows"  # windows: every position of max_len windows (causal backbones) | prefixes: one per target
 
 
 @dataclass
@@ -214,6 +215,7 @@ _CHOICES = {
     "kdsr.pairs": ("all", "sample"),
     "train.device": ("auto", "cpu", "cuda"),
     "train.eval_ties": ("expected", "pessimistic", "optimistic"),
+    "train.samples": ("windows", "prefixes"),
 }
 
 

@@ -134,14 +134,19 @@ def setup(cfg: Config) -> Cell:
 # ----------------------------------------------------------------------------- training
 
 
-def training_samples(model: torch.nn.Module, split: Any, max_len: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(user, start, size) slices to train on: windows for causal backbones, one prefix per target otherwise.
+def uses_windows(cell: Cell) -> bool:
+    """All-position windows need a causal backbone and ``train.samples=windows``."""
+    return bool(getattr(cell.model, "causal", False)) and cell.cfg.train.samples == "windows"
 
-    A slice ``seq[start : start+size]`` feeds its first ``size-1`` items; for a causal model
-    every position predicts the next item, for the others only the last one does.
+
+def training_samples(split: Any, max_len: int, windows: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(user, start, size) slices to train on: ``windows`` (causal backbones) or one prefix per target.
+
+    A slice ``seq[start : start+size]`` feeds its first ``size-1`` items; in a window every
+    position predicts the next item, in a prefix only the last one does (RecBole's samples).
     """
     train_lengths = np.asarray(split.valid_start, dtype=np.int64)
-    if getattr(model, "causal", False):
+    if windows:
         return causal_windows(train_lengths, max_len)
     users, positions = prefix_targets(train_lengths)
     sizes = np.minimum(positions, max_len) + 1
@@ -149,7 +154,7 @@ def training_samples(model: torch.nn.Module, split: Any, max_len: int) -> tuple[
 
 
 def batches(
-    store: SequenceStore, samples: tuple[np.ndarray, ...], causal: bool, batch_size: int, max_len: int, rng: np.random.Generator
+    store: SequenceStore, samples: tuple[np.ndarray, ...], windows: bool, batch_size: int, max_len: int, rng: np.random.Generator
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Shuffled ``(inputs, targets)`` pairs ``[B, W]`` of shifted ids (0 = pad / no target), W <= max_len."""
     users, starts, sizes = samples
@@ -159,7 +164,7 @@ def batches(
         u, s, z = users[idx], starts[idx], sizes[idx]
         width = int(z.max()) - 1
         inputs = store.slices(u, s, z - 1, width)
-        if causal:
+        if windows:
             targets = store.slices(u, s + 1, z - 1, width)
         else:
             targets = np.zeros_like(inputs)
@@ -204,13 +209,13 @@ def set_epoch_lr(cell: Cell, epoch: int) -> None:
 
 def train_epoch(cell: Cell, samples: tuple[np.ndarray, ...], epoch: int) -> dict[str, float]:
     """One pass over the training samples; returns mean losses (``train/loss``, ``train/holistic`` ...)."""
-    cfg, causal = cell.cfg, bool(getattr(cell.model, "causal", False))
+    cfg, windows = cell.cfg, uses_windows(cell)
     rng = np.random.default_rng([cfg.train.seed, epoch])
     set_epoch_lr(cell, epoch)
     cell.model.train()
     sums: dict[str, float] = {}
     n_batches = -(-len(samples[0]) // cfg.train.batch_size)
-    stream = batches(cell.store, samples, causal, cfg.train.batch_size, cfg.dataset.max_len, rng)
+    stream = batches(cell.store, samples, windows, cfg.train.batch_size, cfg.dataset.max_len, rng)
     bar = tqdm(stream, total=n_batches, desc=f"epoch {epoch}", leave=False, mininterval=2, dynamic_ncols=True)
     for inputs, targets in bar:
         losses = batch_loss(cell, to_device(inputs, cell.device), to_device(targets, cell.device))
@@ -278,14 +283,15 @@ class FitResult:
     train_time_s: float
 
 
-def fit(cell: Cell, logger: Logger) -> FitResult:
-    """Epochs until ``train.epochs`` or ``train.patience`` epochs without a better validation metric.
+def fit(cell: Cell, logger: Logger, budget_s: float = 0.0) -> FitResult:
+    """Epochs until ``train.epochs`` or ``train.patience`` epochs without a better validation metric
+    (or, when ``budget_s > 0``, the first epoch that ends after ``budget_s`` seconds; for benchmarks).
 
     The best epoch's weights are kept in memory (CPU copy) and loaded back at the end.
     ``patience <= 0`` disables early stopping."""
     cfg = cell.cfg
     key = f"valid/{cfg.train.valid_metric}"
-    samples = training_samples(cell.model, cell.split, cfg.dataset.max_len)
+    samples = training_samples(cell.split, cfg.dataset.max_len, uses_windows(cell))
     best = FitResult(-1, {}, 0, 0.0)
     best_state: dict[str, torch.Tensor] | None = None
     start = time.perf_counter()
@@ -302,6 +308,8 @@ def fit(cell: Cell, logger: Logger) -> FitResult:
             best.best_epoch, best.best_valid = epoch, {k: v for k, v in metrics.items() if k.startswith("valid/")}
             best_state = {k: v.detach().to("cpu", copy=True) for k, v in cell.model.state_dict().items()}
         elif 0 < cfg.train.patience <= epoch - best.best_epoch:
+            break
+        if budget_s > 0 and time.perf_counter() - start > budget_s:
             break
     best.train_time_s = time.perf_counter() - start
     cell.model.load_state_dict(best_state)

@@ -103,7 +103,7 @@ def test_every_training_target_is_fed_once():
     from harness.train import batches, training_samples
 
     cell = setup(load(overrides=TINY + ["dataset.max_len=5"]))
-    samples = training_samples(cell.model, cell.split, 5)
+    samples = training_samples(cell.split, 5, windows=True)
     fed, pairs = [], set()
     for inputs, targets in batches(cell.store, samples, True, 512, 5, np.random.default_rng(0)):
         assert inputs.shape[1] <= 5 and ((targets > 0) == (inputs > 0)).all()
@@ -138,4 +138,23 @@ def test_kdsr_cell_logs_its_losses_and_follows_the_async_schedule():
 @pytest.mark.parametrize("backbone", ["mmsr", "gru4rec"])
 def test_other_backbones_train_with_modality_features(backbone):
     final = run(load(overrides=TINY + TEXT + [f"model={backbone}", "train.epochs=1"]), MemoryLogger())
+    assert 0.0 < final["test/hr@20"] < 1.0
+
+
+def test_prefix_samples_match_recbole_augmentation():
+    """train.samples=prefixes: one sample per training target, its last max_len items as input."""
+    from harness.train import batches, training_samples
+
+    cell = setup(load(overrides=TINY + ["dataset.max_len=5", "train.samples=prefixes"]))
+    samples = training_samples(cell.split, 5, windows=False)
+    n_targets = int((cell.split.valid_start - 1).clip(min=0).sum())
+    assert len(samples[0]) == n_targets
+    seen = 0
+    for inputs, targets in batches(cell.store, samples, False, 4096, 5, np.random.default_rng(0)):
+        assert ((targets > 0).sum(1) == 1).all()  # one target per row, right after the last input item
+        last = (inputs > 0).sum(1) - 1
+        assert (targets[np.arange(len(targets)), last] > 0).all()
+        seen += len(inputs)
+    assert seen == n_targets
+    final = run(load(overrides=TINY + ["train.samples=prefixes", "train.epochs=1", "train.batch_size=1024"]), MemoryLogger())
     assert 0.0 < final["test/hr@20"] < 1.0
