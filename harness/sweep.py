@@ -272,8 +272,12 @@ def _experiment(client, name: str) -> str:
 
 
 def _parent_tags(sweep: Sweep) -> dict[str, str]:
-    """How the parent run is found again: role, sweep name and the command-line overrides."""
-    return {TAG_ROLE: "sweep", TAG_SWEEP: sweep.name, "harness.sweep_overrides": " ".join(sweep.overrides) or "-"}
+    """How the parent run is found again: role plus a hash of the sweep name and its command-line overrides."""
+    import hashlib
+
+    overrides = " ".join(sweep.overrides)
+    ident = hashlib.sha256(f"{sweep.name}\0{overrides}".encode()).hexdigest()[:16]
+    return {TAG_ROLE: "sweep", TAG_SWEEP: sweep.name, "harness.sweep_id": ident, "harness.sweep_overrides": overrides or "-"}
 
 
 def _describe(client, run_id: str, sweep: Sweep) -> None:
@@ -288,7 +292,7 @@ def _describe(client, run_id: str, sweep: Sweep) -> None:
 def _parent(client, experiment_id: str, sweep: Sweep) -> str:
     """The sweep's parent run (same name and overrides): reused by a rerun, else created."""
     tags = _parent_tags(sweep)
-    query = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
+    query = f"tags.`{TAG_ROLE}` = 'sweep' and tags.`harness.sweep_id` = '{tags['harness.sweep_id']}'"
     found = client.search_runs([experiment_id], filter_string=query, max_results=1, order_by=["attributes.start_time DESC"])
     if found:
         run_id = found[0].info.run_id
