@@ -299,10 +299,19 @@ def log_outputs(experiment: str, parent: dict | None, kind: str, files: list[Pat
     return run_id
 
 
-def build(kind: str, experiment: str, out: str | Path | None = None, log: bool = True) -> list[Path]:
-    """Build one report from the experiment's runs; write it to ``out`` and (``log``) to MLflow."""
+def build(kind: str, experiment: str, out: str | Path | None = None, log: bool = True, uri: str | None = None) -> list[Path]:
+    """Build one report from the experiment's runs; write it to ``out`` and (``log``) to MLflow.
+
+    ``uri``: tracking URI (default ``$MLFLOW_TRACKING_URI``, else the harness' ``sqlite:///mlruns.db``).
+    """
+    import mlflow
+
+    from harness.config import TrackingConfig
+    from harness.tracking import tracking_uri
+
     if kind not in KINDS:
         raise ValueError(f"unknown report {kind!r}; valid: {', '.join(KINDS)}")
+    mlflow.set_tracking_uri(tracking_uri(TrackingConfig(uri=uri)))
     out = Path(out or Path("results") / "report" / experiment)
     out.mkdir(parents=True, exist_ok=True)
     df, parent = cell_runs(experiment), parent_run(experiment)
@@ -320,13 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--uri", help="tracking URI (default $MLFLOW_TRACKING_URI or sqlite:///mlruns.db)")
     p.add_argument("--no-log", action="store_true", help="do not log the outputs to MLflow")
     args = p.parse_args(argv)
-    import mlflow
-
-    from harness.config import TrackingConfig
-    from harness.tracking import tracking_uri
-
-    mlflow.set_tracking_uri(tracking_uri(TrackingConfig(uri=args.uri)))
-    for path in build(args.kind, args.experiment, args.out, log=not args.no_log):
+    for path in build(args.kind, args.experiment, args.out, log=not args.no_log, uri=args.uri):
         print(path)
     return 0
 
