@@ -546,13 +546,12 @@ def run_local(sweep: Sweep, jobs: int = 1, logs: str | Path | None = None) -> in
     print(f"{sweep.name}: {len(sweep.cells())} cells, {len(todo)} to run, {jobs} at a time", flush=True)
     pre_encode(todo)
     env, logs = task_env(ctx, max(1, (os.cpu_count() or 1) // jobs)), log_dir(sweep, logs)
-    failed = []
     with ThreadPoolExecutor(max_workers=jobs) as pool, tqdm(total=len(todo), desc="cells") as bar:
         futures = {pool.submit(_run_one, sweep, cell, env, logs): cell for cell in todo}
         for future in as_completed(futures):
+            cell = futures[future]
             if future.result() != 0:
-                failed.append(futures[future])
-                bar.write(f"cell {futures[future].index} [{futures[future].name}] failed; log: {logs}")
+                bar.write(f"cell {cell.index} [{cell.name}] failed: {logs / f'cell-{cell.index:04d}.log'}")
             bar.update()
     counts = finalize(sweep, ctx)
     return 0 if counts.get("FINISHED", 0) == len(sweep.cells()) else 1
