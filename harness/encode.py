@@ -133,11 +133,11 @@ class Dist:
         return max(self.gather(value))
 
 
-def start_distributed(opts: EncodeOptions) -> Dist:
+def start_distributed(opts: EncodeOptions, strategy: str) -> Dist:
     """Join the process group set up by torchrun / accelerate launch (gloo on CPU, NCCL on GPUs)."""
     from accelerate import PartialState
 
-    if opts.strategy == "zero3" and "LOCAL_RANK" not in os.environ:  # DeepSpeed needs a group, even of one
+    if strategy == "zero3" and "LOCAL_RANK" not in os.environ:  # DeepSpeed needs a group, even of one
         os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
                           MASTER_PORT=os.environ.get("MASTER_PORT", str(_free_port())))
     cpu = opts.cpu or not torch.cuda.is_available()
@@ -189,7 +189,6 @@ def _check_choice(name: str, value: str | None, choices: tuple[str, ...]) -> Non
 def _job_inputs(dataset: Any, opts: EncodeOptions, info: Any) -> tuple[str, list[str]]:
     modality = opts.modality or info.modality
     _check_choice("--modality", modality, MODALITIES)
-    _check_choice("--strategy", opts.strategy, STRATEGIES)
     if modality != info.modality:
         raise ValueError(f"encoder {opts.encoder!r} encodes {info.modality}, not {modality}; pick a {modality} encoder")
     raws = item_raws(dataset.items, modality)[: opts.limit]
@@ -198,11 +197,8 @@ def _job_inputs(dataset: Any, opts: EncodeOptions, info: Any) -> tuple[str, list
     return modality, raws
 
 
-def plan_job(dataset: Any, opts: EncodeOptions, ctx: Dist) -> Job:
-    """Resolve encoder metadata, inputs, fingerprint, cache folder and batch budget (no weights loaded)."""
-    from encoders import get_info
-
-    info = get_info(opts.encoder, trust_remote_code=opts.trust_remote_code)
+def plan_job(dataset: Any, opts: EncodeOptions, info: Any, ctx: Dist) -> Job:
+    """Resolve inputs, fingerprint, cache folder, dtype and batch budget (no weights loaded)."""
     modality, raws = _job_inputs(dataset, opts, info)
     key = dataset.name + (f".first{opts.limit}" if opts.limit else "")
     enc_key = encoder_key(opts.encoder) + (".random" if opts.random_weights else "")  # never mistaken for real weights
@@ -450,8 +446,12 @@ def finish(job: Job, pending: list[int], stats: dict, start: float, ctx: Dist) -
 def run(dataset: Any, opts: EncodeOptions) -> Path:
     """Encode ``dataset``'s items into the cache (resuming any finished shards); returns the folder."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    ctx = start_distributed(opts)
-    job = plan_job(dataset, opts, ctx)
+    from encoders import get_info
+
+    _check_choice("--strategy", opts.strategy, STRATEGIES)
+    info = get_info(opts.encoder, trust_remote_code=opts.trust_remote_code)  # metadata only, no weights
+    ctx = start_distributed(opts, opts.strategy or info.strategy)
+    job = plan_job(dataset, opts, info, ctx)
     if on_rank0(ctx, lambda: _is_complete(job, opts.overwrite)):
         _say(ctx, f"encode: {job.folder} is already complete")
         return job.folder
