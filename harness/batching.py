@@ -71,8 +71,7 @@ def causal_windows(train_lengths: np.ndarray, max_len: int) -> tuple[np.ndarray,
             starts.append(start)
             sizes.append(end - start)
             end = start + 1
-    as_array = lambda a: np.array(a, dtype=np.int64)  # noqa: E731
-    return as_array(users), as_array(starts), as_array(sizes)
+    return tuple(np.array(a, dtype=np.int64) for a in (users, starts, sizes))
 
 
 def prefix_targets(train_lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

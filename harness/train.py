@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from harness.batching import SequenceStore, causal_windows, prefix_targets
+from harness.batching import SequenceStore, causal_windows, prefix_targets, to_tensor
 from harness.config import Config, cell_key, load, to_dict, to_yaml
 from harness.evaluation import PROTOCOL_AVERAGE, evaluate, metric_names, split_targets
 from harness.tracking import Logger, MLflowLogger
@@ -101,9 +101,8 @@ def make_optimizer(cfg: Config, model: torch.nn.Module, extra: torch.nn.Module |
     (backbone, plus the trainable student heads of KDSR when ``extra`` has parameters)."""
     tables = list(model.items.embedding_parameters())
     table_ids = {id(p) for p in tables}
-    params = list(model.parameters()) + (list(extra.parameters()) if extra is not None else [])
-    seen: set[int] = set()
-    rest = [p for p in params if p.requires_grad and id(p) not in table_ids and not (id(p) in seen or seen.add(id(p)))]
+    params = {id(p): p for p in [*model.parameters(), *(extra.parameters() if extra is not None else [])]}  # dedup shared
+    rest = [p for key, p in params.items() if p.requires_grad and key not in table_ids]
     groups = [{"params": tables, "name": "embeddings"}, {"params": rest, "name": "other"}]
     return torch.optim.Adam([g for g in groups if g["params"]], lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
 
@@ -217,21 +216,18 @@ def train_epoch(cell: Cell, samples: tuple[np.ndarray, ...], epoch: int) -> dict
     n_batches = -(-len(samples[0]) // cfg.train.batch_size)
     stream = batches(cell.store, samples, windows, cfg.train.batch_size, cfg.dataset.max_len, rng)
     bar = tqdm(stream, total=n_batches, desc=f"epoch {epoch}", leave=False, mininterval=2, dynamic_ncols=True)
-    for inputs, targets in bar:
-        losses = batch_loss(cell, to_device(inputs, cell.device), to_device(targets, cell.device))
+    for step, (inputs, targets) in enumerate(bar):
+        losses = batch_loss(cell, to_tensor(inputs, cell.device), to_tensor(targets, cell.device))
         cell.optimizer.zero_grad(set_to_none=True)
         losses["loss"].backward()
         cell.optimizer.step()
-        for key, value in losses.items():
-            sums[key] = sums.get(key, 0.0) + float(value.detach())
-        bar.set_postfix(loss=f"{sums['loss'] / (bar.n + 1):.4f}", refresh=False)
+        for key, value in losses.items():  # summed on the device: no host sync per step
+            sums[key] = sums.get(key, 0.0) + value.detach()
+        if step % 50 == 0:
+            bar.set_postfix(loss=f"{float(sums['loss']) / (step + 1):.4f}", refresh=False)
     if not sums:
         raise ValueError("no training samples: every user's training part has fewer than 2 items")
-    return {("train/loss" if k == "loss" else f"train/{k}"): v / n_batches for k, v in sums.items()}
-
-
-def to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(array)).to(device, non_blocking=True)
+    return {("train/loss" if k == "loss" else f"train/{k}"): float(v) / n_batches for k, v in sums.items()}
 
 
 # ----------------------------------------------------------------------------- evaluation

@@ -136,7 +136,7 @@ def test_results_do_not_depend_on_batch_size(mask):
 
 def test_mask_history_removes_seen_items_but_not_the_target():
     store = SequenceStore([np.array([0, 1, 2, 3]), np.array([4, 1, 4])])
-    prefer_low = lambda seq, lengths: -torch.arange(6.0).expand(len(seq), -1)  # noqa: E731  item 0 best
+    prefer_low = lambda seq, lengths: -torch.arange(6.0).expand(len(seq), -1)
     users, positions = np.array([0, 1]), np.array([3, 2])  # targets: item 3 after [0,1,2]; item 4 after [4,1]
     plain = evaluate(prefer_low, store, users, positions, max_len=2, ks=(1, 5), average="targets")
     masked = evaluate(prefer_low, store, users, positions, max_len=2, ks=(1, 5), mask_history=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import mlflow
 import pytest
@@ -62,7 +63,7 @@ def test_mlflow_run_written_to_sqlite(tracking, tmp_path):
     assert [(m.step, round(m.value, 6)) for m in history] == [(0, 0.0), (1, 0.1), (2, 0.2)]
     assert {a.path for a in client.list_artifacts(log.run_id)} == {"config.yaml", "final.json"}
     local = client.download_artifacts(log.run_id, "config.yaml", str(tmp_path / "dl"))
-    assert open(local).read() == "model:\n  name: sasrec\n"
+    assert Path(local).read_text() == "model:\n  name: sasrec\n"
 
 
 def test_mlflow_honours_experiment_id_and_parent(tracking):

@@ -91,7 +91,7 @@ def test_main_writes_an_mlflow_run(tmp_path, monkeypatch, capsys):
 def test_failed_run_is_marked_failed(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     uri = f"sqlite:///{tmp_path / 'runs.db'}"
-    with pytest.raises(Exception):
+    with pytest.raises(KeyError, match="no-such-dataset"):
         main(TINY + ["dataset=no-such-dataset", f"tracking.uri={uri}", "tracking.experiment=bad"])
     client = MlflowClient(uri)
     (run_,) = client.search_runs([client.get_experiment_by_name("bad").experiment_id])

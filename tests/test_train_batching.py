@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.batching import SequenceStore, causal_windows, prefix_targets, range_targets
+from harness.batching import (
+    SequenceStore,
+    causal_windows,
+    prefix_targets,
+    range_targets,
+)
 
 
 @pytest.mark.parametrize("max_len", [1, 3, 50])
