@@ -426,7 +426,7 @@ def build_manifest(job: Job, merged: Any, stats: list[dict], wall: float, pendin
                         "gpu_bytes_max_rank": max((s.get("peak_gpu_bytes", 0) for s in stats), default=0)},
         "ranks": stats, **job.extra,
         "versions": library_versions(),
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
 
 

@@ -5,14 +5,22 @@ Small real catalogues built in the test (tiny encoders, one process, in-process 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
 
 from harness.data import ItemTable, SequenceDataset
-from harness.features import CacheMissing, FingerprintMismatch, ensure_features, feature_dir, load_features
-from harness.features.manifest import PlanMismatch
 from harness.encode import encode_dataset
+from harness.features import (
+    CacheMissing,
+    FingerprintMismatch,
+    ensure_features,
+    feature_dir,
+    load_features,
+)
+from harness.features.manifest import PlanMismatch
 
 
 def _dataset(name: str, texts: list[str] | None = None, images: list[str] | None = None) -> SequenceDataset:
@@ -30,7 +38,7 @@ def _images(tmp_path) -> list[str]:
     corrupt = tmp_path / "corrupt.jpg"
     corrupt.write_bytes(b"\xff\xd8\xff\xe0 definitely not a jpeg")
     truncated = tmp_path / "truncated.png"
-    truncated.write_bytes(open(paths[0], "rb").read()[:40])
+    truncated.write_bytes(Path(paths[0]).read_bytes()[:40])
     # items: ok, corrupt, ok, missing file, no image, truncated, ok
     return [paths[0], str(corrupt), paths[1], str(tmp_path / "missing.png"), "", str(truncated), paths[2]]
 
@@ -46,7 +54,9 @@ def test_corrupt_missing_and_absent_images_are_recorded_not_fatal(tmp_path):
     assert reasons[1].startswith("corrupt image") and reasons[5].startswith("corrupt image")
     assert reasons[3].startswith("image file not found") and reasons[4] == "no image"
 
-    from encoders import create_encoder  # each valid row is what the encoder gives that image alone
+    from encoders import (
+        create_encoder,  # each valid row is what the encoder gives that image alone
+    )
 
     enc = create_encoder("tiny-resnet")
     for i in (0, 2, 6):

@@ -8,12 +8,21 @@ import numpy as np
 import pytest
 
 from harness.encode import shard
-from harness.features.batching import chunk_batches, length_sorted_chunks, token_budget_groups
+from harness.features.batching import (
+    chunk_batches,
+    length_sorted_chunks,
+    token_budget_groups,
+)
 from harness.features.fingerprint import fingerprint
 from harness.features.layout import encoder_key, feature_dir
 from harness.features.merge import merge_shards
-from harness.features.shards import Shard, finished_chunks, read_shard, remove_stale_tmp, write_shard
-
+from harness.features.shards import (
+    Shard,
+    finished_chunks,
+    read_shard,
+    remove_stale_tmp,
+    write_shard,
+)
 
 # ----------------------------------------------------------------------------- shard()
 
@@ -113,6 +122,7 @@ def test_layout(tmp_path):
     assert feature_dir("ml-1m", "minilm-l6", "text", tmp_path) == tmp_path / "features/ml-1m/minilm-l6/text"
     key = encoder_key(str(tmp_path))
     assert key.startswith(tmp_path.name + "-") and len(key) == len(tmp_path.name) + 9
+    assert encoder_key(f"local-dir:{tmp_path}") == key == encoder_key(str(tmp_path / "." ))
     with pytest.raises(ValueError, match="text, image"):
         feature_dir("ml-1m", "minilm-l6", "audio", tmp_path)
 

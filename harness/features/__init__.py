@@ -3,7 +3,14 @@
 Training reads ``load_features`` / ``ensure_features``; only ``harness.encode`` writes.
 """
 
-from harness.features.cache import CacheMissing, Features, FingerprintMismatch, ensure_features, load_features, read_cache
+from harness.features.cache import (
+    CacheMissing,
+    Features,
+    FingerprintMismatch,
+    ensure_features,
+    load_features,
+    read_cache,
+)
 from harness.features.fingerprint import fingerprint, item_raws
 from harness.features.layout import default_cache_root, encoder_key, feature_dir
 

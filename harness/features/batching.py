@@ -6,8 +6,8 @@ same batches whatever the number of processes: features are then bitwise equal a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 
 @dataclass(frozen=True)

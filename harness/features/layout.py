@@ -35,7 +35,7 @@ def encoder_key(encoder: str) -> str:
     """
     if "/" not in encoder and os.sep not in encoder and not Path(encoder).exists():
         return encoder
-    path = Path(encoder).expanduser().resolve()
+    path = Path(encoder.removeprefix("local-dir:")).expanduser().resolve()
     digest = hashlib.sha256(str(path).encode()).hexdigest()[:8]
     return f"{re.sub(r'[^A-Za-z0-9_.-]', '_', path.name) or 'model'}-{digest}"
 

@@ -6,8 +6,9 @@ Tokenisation and image decoding happen here, off the main process's critical pat
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -62,7 +63,7 @@ class BatchSource(Dataset):
             try:
                 self.preprocess([raw])
                 keep.append(p)
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001, S112 - this item is the bad one; its reason is recorded later
                 continue
         return (self.preprocess([raws[p] for p in keep]) if keep else None), keep
 
