@@ -118,8 +118,10 @@ class RankingAccumulator:
     def add(self, scores: torch.Tensor, targets: torch.Tensor, users: np.ndarray | torch.Tensor) -> None:
         """Rank ``targets`` (0-based item indices) within ``scores [B, N]``; ``users`` groups targets."""
         above, tied = rank_counts(scores, targets)
-        for name, values in target_metrics(above, tied, self.ks, self.ties).items():
-            self._values[name].append(values.cpu().numpy())
+        metrics = target_metrics(above, tied, self.ks, self.ties)
+        stacked = torch.stack(list(metrics.values())).cpu().numpy()  # one device-to-host copy per chunk
+        for name, values in zip(metrics, stacked):
+            self._values[name].append(values)
         self._users.append(np.asarray(torch.as_tensor(users).cpu(), dtype=np.int64))
 
     def per_target(self) -> dict[str, np.ndarray]:
@@ -181,7 +183,7 @@ def evaluate(
     """Rank the item at ``seq[u][p]`` for every (u, p) given the history before it; metrics by name."""
     acc = RankingAccumulator(ks, ties)
     chunks = range(0, len(users), batch_size)
-    for lo in tqdm(chunks, desc="eval", leave=False, disable=not progress, mininterval=5):
+    for lo in tqdm(chunks, desc="eval", leave=False, disable=not progress or len(chunks) < 8, mininterval=5):
         u, p = users[lo : lo + batch_size], positions[lo : lo + batch_size]
         seq, lengths = store.histories(u, p, max_len)
         scores = score_fn(to_tensor(seq, device), to_tensor(lengths, device)).float()

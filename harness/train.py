@@ -264,6 +264,7 @@ def evaluate_part(cell: Cell, part: str, score_fn=None) -> dict[str, float]:
         average=PROTOCOL_AVERAGE[cfg.dataset.protocol],
         mask_history=cfg.train.mask_history,
         device=cell.device,
+        progress=True,
     )
     return {f"{part}/{k}": v for k, v in metrics.items()}
 
