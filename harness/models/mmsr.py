@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from harness.models.gru4rec import _gather, compaction
-from harness.models.items import ItemRepresentation
+from harness.models.items import ID_INIT_STD, ItemRepresentation
 from harness.models.layers import Dropout, positions
 from harness.models.mmsr_graph import BOTH, CROSS, IN, OUT, SELF, build_graph
 
@@ -182,6 +182,8 @@ class MMSR(nn.Module):
         self._init_clusters(counts, cluster_init)
         self.node_type = nn.Embedding(1 + len(self.modalities), dim)
         self.position = nn.Embedding(max_len + 1, dim, padding_idx=0)
+        for table in (self.node_type.weight, self.position.weight[1:]):  # at the item vectors' scale
+            nn.init.normal_(table, std=ID_INIT_STD)
         self.drop = Dropout(dropout)
         self.layers = nn.ModuleList(GraphLayer(dim, slot_type.tolist(), dropout) for _ in range(layers))
         self.readout = InterestReadout(dim, short_window)

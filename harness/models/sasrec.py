@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from harness.models.items import ItemRepresentation
+from harness.models.items import ID_INIT_STD, ItemRepresentation
 from harness.models.layers import Dropout, attention, positions
 
 
@@ -97,6 +97,7 @@ class SASRec(nn.Module):
         dim = items.dim
         self.items, self.max_len = items, max_len
         self.position = nn.Embedding(max_len + 1, dim, padding_idx=0)
+        nn.init.normal_(self.position.weight[1:], std=ID_INIT_STD)  # item vectors, not positions, dominate at start
         self.drop = Dropout(dropout)
         self.blocks = nn.ModuleList(Block(dim, heads, dropout) for _ in range(layers))
         self.norm = nn.LayerNorm(dim, eps=1e-8)
