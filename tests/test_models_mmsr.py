@@ -9,9 +9,18 @@ import torch
 from harness.config import Config
 from harness.models import build_model
 from harness.models.clusters import cluster_items
-from harness.models.mmsr import MMSR, GraphLayer, InterestReadout
 from harness.models.items import ItemRepresentation
-from harness.models.mmsr_graph import BOTH, CROSS, IN, NONE, OUT, RELATIONS, SELF, build_graph
+from harness.models.mmsr import MMSR, GraphLayer, InterestReadout
+from harness.models.mmsr_graph import (
+    BOTH,
+    CROSS,
+    IN,
+    NONE,
+    OUT,
+    RELATIONS,
+    SELF,
+    build_graph,
+)
 
 
 def _relations_by_name(graph, slot_type, names):
@@ -30,7 +39,7 @@ def test_hand_made_sequence_edge_types_and_cluster_links():
     slot_type = torch.tensor([0, 1])
     graph = build_graph(torch.tensor([[0, 1, 2, 1, 3]]), slot_ident, slot_type)
     label = {1: "i1", 2: "i2", 3: "i3", 4: "i4", 5: "A", 6: "B"}
-    names = lambda n: f"{label[int(graph.ident[0, n])]}@{int(graph.time[0, n])}"  # noqa: E731
+    names = lambda n: f"{label[int(graph.ident[0, n])]}@{int(graph.time[0, n])}"
     assert graph.valid[0].tolist() == [False, False] + [True] * 8  # left padding has no node
     assert _relations_by_name(graph, slot_type, names) == {
         "i1@1": {"i1@1": "self", "A@1": "cross"},
@@ -150,7 +159,7 @@ def test_graph_layer_matches_hand_computation():
     rel = torch.tensor([[[SELF, CROSS, NONE, NONE], [CROSS, SELF, NONE, NONE], [IN, NONE, SELF, CROSS], [NONE, OUT, CROSS, SELF]]], dtype=torch.int8)
     out = layer(x, slot_type, rel).view(4, 4)
     nodes, types = x.view(4, 4), slot_type.repeat(2)
-    proj = lambda lin: torch.stack([nodes[n] @ lin.weight[types[n]] for n in range(4)])  # noqa: E731
+    proj = lambda lin: torch.stack([nodes[n] @ lin.weight[types[n]] for n in range(4)])
     q, k, v = proj(layer.q), proj(layer.k), proj(layer.v)
     a = layer.relation  # rows: SELF, OUT, IN, BOTH
     # node 2 (item at time 2): homogeneous neighbours {2: self, 0: in}; cross neighbours {2: self, 3: cross}

@@ -17,10 +17,10 @@ from harness.models.mmsr import MMSR
 from harness.models.sasrec import SASRec
 
 __all__ = [
+    "MMSR",
     "MODES",
     "GRU4Rec",
     "ItemRepresentation",
-    "MMSR",
     "SASRec",
     "SequentialRecommender",
     "build_model",

@@ -9,10 +9,10 @@ from torch import nn
 
 from harness.config import Config
 from harness.models.build import register_backbone
-from harness.models.items import ItemRepresentation
-from harness.models.mmsr import MMSR
 from harness.models.clusters import cluster_items
 from harness.models.gru4rec import GRU4Rec
+from harness.models.items import ItemRepresentation
+from harness.models.mmsr import MMSR
 from harness.models.sasrec import SASRec
 
 

@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
         for mode in args.modes:
             try:
                 row = check(name, mode, args)
-            except Exception as err:  # report and go on: one broken cell must not hide the others
+            except Exception as err:  # noqa: BLE001  (report and go on: one broken cell must not hide the others)
                 row = {"what": "models.train_step", "backbone": name, "items_mode": mode, "error": repr(err)}
             print(json.dumps(row), flush=True)
 

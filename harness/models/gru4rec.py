@@ -13,17 +13,7 @@ import torch
 from torch import nn
 
 from harness.models.items import ItemRepresentation
-from harness.models.layers import Dropout
-
-
-def compaction(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(order, inverse)``: ``x.gather(order)`` puts real positions first (in order); ``inverse`` undoes it."""
-    order = torch.sort((~mask).to(torch.int8), dim=1, stable=True).indices
-    return order, torch.argsort(order, dim=1)
-
-
-def _gather(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    return x.gather(1, index.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+from harness.models.layers import Dropout, compaction, gather_rows
 
 
 class GRU4Rec(nn.Module):
@@ -49,4 +39,4 @@ class GRU4Rec(nn.Module):
         order, inverse = compaction(mask)
         x = self.drop(self.items.embed(item_seq.gather(1, order)))
         states, _ = self.gru(x)
-        return self.out(_gather(states, inverse)) * mask.unsqueeze(-1).to(states.dtype)
+        return self.out(gather_rows(states, inverse)) * mask.unsqueeze(-1).to(states.dtype)

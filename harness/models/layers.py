@@ -56,3 +56,14 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Ten
         return nn.functional.scaled_dot_product_attention(q, k, v, mask, dropout.p if active else 0.0)
     scores = (q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5
     return dropout(torch.softmax(scores.masked_fill(~mask, float("-inf")), -1)) @ v
+
+
+def compaction(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(order, inverse)``: ``x.gather(order)`` puts real positions first (in order); ``inverse`` undoes it."""
+    order = torch.sort((~mask).to(torch.int8), dim=1, stable=True).indices
+    return order, torch.argsort(order, dim=1)
+
+
+def gather_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``x [B, L, D]`` rows reordered per batch row by ``index [B, L]``."""
+    return x.gather(1, index.unsqueeze(-1).expand(-1, -1, x.shape[-1]))

@@ -22,9 +22,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from harness.models.gru4rec import _gather, compaction
 from harness.models.items import ID_INIT_STD, ItemRepresentation
-from harness.models.layers import Dropout, positions
+from harness.models.layers import Dropout, compaction, gather_rows, positions
 from harness.models.mmsr_graph import BOTH, CROSS, IN, OUT, SELF, build_graph
 
 HOMOGENEOUS = (SELF, OUT, IN, BOTH)
@@ -111,7 +110,7 @@ class GraphLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, slot_type: torch.Tensor, relation: torch.Tensor) -> torch.Tensor:
         b, length, g, d = x.shape
-        flat = lambda y: y.reshape(b, length * g, d)  # noqa: E731
+        flat = lambda y: y.reshape(b, length * g, d)
         q, k, v = (f(x, slot_type) for f in (self.q, self.k, self.v))
         homo = flat(self.homogeneous(v, relation))
         eye = torch.eye(length * g, dtype=torch.bool, device=x.device)
@@ -135,7 +134,7 @@ class InterestReadout(nn.Module):
 
     def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         order, inverse = compaction(mask)
-        h = _gather(h * mask.unsqueeze(-1), order)  # real items first, in order
+        h = gather_rows(h * mask.unsqueeze(-1), order)  # real items first, in order
         count = positions(mask).gather(1, order).clamp_min(1).unsqueeze(-1)
         long = h.cumsum(1) / count
         recent = torch.stack([nn.functional.pad(h, (0, 0, w, 0))[:, : h.shape[1]] for w in range(self.window)], 2)
@@ -144,7 +143,7 @@ class InterestReadout(nn.Module):
         energy = (torch.sigmoid(self.w1(recent) + self.w2(long).unsqueeze(2)) * self.q).sum(-1)
         alpha = torch.softmax(energy.masked_fill(~ok, float("-inf")), -1)
         short = (alpha.unsqueeze(-1) * recent).sum(2)
-        return _gather(self.w3(torch.cat([long, short], -1)), inverse)
+        return gather_rows(self.w3(torch.cat([long, short], -1)), inverse)
 
 
 class MMSR(nn.Module):

@@ -79,12 +79,12 @@ def build_graph(item_seq: torch.Tensor, slot_ident: torch.Tensor, slot_type: tor
     types = slot_type.repeat(item_seq.shape[1])
     same_type = types[:, None] == types[None, :]
     pair_class = (cls[:, :, None] * t + cls[:, None, :]).flatten(1)  # (class(i), class(j)) as one index
-    lookup = lambda table: table.gather(1, pair_class).view(b, t, t)  # noqa: E731  [i, j] -> table[c_i, c_j]
+    lookup = lambda table: table.gather(1, pair_class).view(b, t, t)
     transition = lookup(_first_event_time(pair & same_type & ~same & (t_j == t_i + 1), time32, pair_class))
     out = transition <= t_i  # identity(i) -> identity(j) happened by t_i
     inn = transition.transpose(1, 2) <= t_i  # identity(j) -> identity(i) happened by t_i
     cross = lookup(_first_event_time(pair & ~same_type & (t_j == t_i), time32, pair_class)) <= t_i
-    code = lambda value: torch.tensor(value, dtype=torch.int8, device=ident.device)  # noqa: E731
+    code = lambda value: torch.tensor(value, dtype=torch.int8, device=ident.device)
     relation = torch.where(out, torch.where(inn, code(BOTH), code(OUT)), torch.where(inn, code(IN), code(NONE)))
     relation = torch.where(cross, code(CROSS), relation)
     relation.diagonal(dim1=1, dim2=2).fill_(SELF)
