@@ -531,10 +531,17 @@ def log_dir(sweep: Sweep, logs: str | Path | None = None) -> Path:
     return path.resolve()
 
 
-def _run_one(sweep: Sweep, cell: Cell, env: dict[str, str], logs: Path) -> int:
+def _run_one(sweep: Sweep, cell: Cell, env: dict[str, str], logs: Path, echo: bool = False) -> int:
+    """Run one cell in its own process, its output in the cell's log (and on the terminal with ``echo``)."""
     cmd = [sys.executable, "-m", "harness.sweep", *cell_argv(sweep), "--index", str(cell.index)]
-    with open(logs / f"cell-{cell.index:04d}.log", "w") as out:
-        return subprocess.run(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, check=False).returncode
+    with open(logs / f"cell-{cell.index:04d}.log", "wb") as out:
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        for chunk in iter(lambda: proc.stdout.read1(4096), b""):  # read1: progress bars arrive as they draw
+            out.write(chunk)
+            if echo:
+                sys.stderr.buffer.write(chunk)
+                sys.stderr.flush()
+        return proc.wait()
 
 
 def run_local(sweep: Sweep, jobs: int = 1, logs: str | Path | None = None) -> int:
@@ -547,7 +554,7 @@ def run_local(sweep: Sweep, jobs: int = 1, logs: str | Path | None = None) -> in
     pre_encode(todo)
     env, logs = task_env(ctx, max(1, (os.cpu_count() or 1) // jobs)), log_dir(sweep, logs)
     with ThreadPoolExecutor(max_workers=jobs) as pool, tqdm(total=len(todo), desc="cells") as bar:
-        futures = {pool.submit(_run_one, sweep, cell, env, logs): cell for cell in todo}
+        futures = {pool.submit(_run_one, sweep, cell, env, logs, jobs == 1): cell for cell in todo}
         for future in as_completed(futures):
             cell = futures[future]
             if future.result() != 0:
