@@ -23,7 +23,7 @@ demo: $(STAMP)
 	$(PY) -m harness.demo
 
 test: $(STAMP)
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests --durations=20
 
 clean:
 	rm -rf $(VENV) .cache mlruns.db
