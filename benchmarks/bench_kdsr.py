@@ -62,7 +62,7 @@ def build_cells(args: argparse.Namespace) -> dict[str, train.Cell]:
 
 
 def epoch_samples(cell: train.Cell, args: argparse.Namespace) -> tuple[np.ndarray, ...]:
-    samples = train.training_samples(cell.model, cell.split, args.max_len)
+    samples = train.training_samples(cell.split, args.max_len, train.uses_windows(cell))
     if args.batches:
         keep = np.random.default_rng(0).permutation(len(samples[0]))[: args.batches * args.batch_size]
         samples = tuple(a[keep] for a in samples)
@@ -105,8 +105,8 @@ def compare_epochs(cells: dict[str, train.Cell], args: argparse.Namespace) -> No
 def one_batch(cell: train.Cell, args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor]:
     samples = epoch_samples(cell, args)
     rng = np.random.default_rng(1)
-    inputs, targets = next(train.batches(cell.store, samples, True, args.batch_size, args.max_len, rng))
-    return train.to_device(inputs, cell.device), train.to_device(targets, cell.device)
+    inputs, targets = next(train.batches(cell.store, samples, train.uses_windows(cell), args.batch_size, args.max_len, rng))
+    return tuple(torch.from_numpy(np.ascontiguousarray(a)).to(cell.device) for a in (inputs, targets))
 
 
 def time_call(fn, device: torch.device, repeats: int) -> float:
@@ -152,8 +152,8 @@ def teacher_signals(cell: train.Cell, args: argparse.Namespace) -> None:
     table_bytes = table.scores.numel() * 2 + table.codes.numel()
     for name, seq in (("sampled", sample_positions(inputs, "sample", args.max_pairs)), ("all", inputs)):
         ids = (seq - 1).clamp_min(0)
-        fly = time_call(lambda: teacher.grid(ids), cell.device, args.batch_repeats)
-        gathered = time_call(lambda: table.grid(ids), cell.device, args.batch_repeats)
+        fly = time_call(lambda ids=ids: teacher.grid(ids), cell.device, args.batch_repeats)
+        gathered = time_call(lambda ids=ids: table.grid(ids), cell.device, args.batch_repeats)
         emit({"event": "teacher_signals", "grid": name, "shape": list(ids.shape), "on_the_fly_ms": round(1e3 * fly, 3),
               "table_ms": round(1e3 * gathered, 3), "table_build_s": round(build, 2), "table_mb": round(table_bytes / 2**20, 1),
               "items": teacher.num_items})

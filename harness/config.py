@@ -89,6 +89,7 @@ class KDSRConfig:
     monitor_pairs: int = 20_000  # fixed random item pairs the monitor correlates over
     dissected_hidden: int = 64  # width of W1 in the student's dissected head
     teacher_seed: int = 0  # seeds the teacher fit (autoencoder, pair sample, codebook)
+    signals: str = "auto"  # auto | onthefly | table: teacher signals computed per batch or gathered from N x N tables
 
 
 @dataclass

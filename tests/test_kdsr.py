@@ -9,6 +9,7 @@ import torch
 
 from harness.config import KDSRConfig
 from harness.kdsr import KDSR, fit_teacher
+from harness.kdsr.signals import use_tables
 from harness.kdsr.student import dissected_loss, holistic_loss, pair_mask
 from harness.kdsr.teacher import TeacherSpec
 from harness.models import ItemRepresentation
@@ -61,7 +62,7 @@ def test_losses_compose_the_documented_terms(world):
     feats, valid, teacher, batch = world
     torch.manual_seed(0)
     items = ItemRepresentation(N, DIM, "finetune", {"text": feats})
-    kdsr = make(world, KDSRConfig(enabled=True, pairs="all", tau=0.7))
+    kdsr = make(world, KDSRConfig(enabled=True, pairs="all", tau=0.7, signals="onthefly"))
     out = kdsr.losses(items, batch)
     ids = (batch - 1).clamp_min(0)
     mask = pair_mask(batch, torch.from_numpy(valid)[ids])
@@ -94,8 +95,8 @@ def test_hard_match_switch(world):
     feats, _, teacher, batch = world
     items = ItemRepresentation(N, DIM, "finetune", {"text": feats})
     torch.manual_seed(0)
-    soft = make(world, KDSRConfig(enabled=True, pairs="all"))
-    hard = make(world, KDSRConfig(enabled=True, pairs="all", soft_match=False))
+    soft = make(world, KDSRConfig(enabled=True, pairs="all", signals="onthefly"))
+    hard = make(world, KDSRConfig(enabled=True, pairs="all", soft_match=False, signals="onthefly"))
     hard.load_state_dict(soft.state_dict())
     ids = (batch - 1).clamp_min(0)
     t_scores, _ = teacher.grid(ids)
@@ -190,3 +191,24 @@ def test_kdsr_supervision_restores_modality_correlation(world):
     assert last < first
     print(f'pearson before {before:.3f} after {after:.3f}; loss {first:.3f} -> {last:.3f}')
     assert after > before + 0.3, (before, after)
+
+
+def test_signal_source_choice():
+    assert use_tables("auto", "all", 3416) and not use_tables("auto", "sample", 3416)
+    assert not use_tables("auto", "all", 20_000)  # 1.2 GB of tables: over the budget
+    assert use_tables("table", "sample", 20_000) and not use_tables("onthefly", "all", 10)
+    with pytest.raises(ValueError, match="auto, onthefly, table"):
+        use_tables("precomputed", "all", 10)
+
+
+def test_tables_give_the_same_losses(world):
+    feats, _, _, batch = world
+    items = ItemRepresentation(N, DIM, "finetune", {"text": feats})
+    torch.manual_seed(0)
+    fly = make(world, KDSRConfig(enabled=True, pairs="all", signals="onthefly"))
+    table = make(world, KDSRConfig(enabled=True, pairs="all"))  # auto: tables for pairs=all
+    table.load_state_dict(fly.state_dict())
+    assert "text" in table.tables and "text" not in fly.tables
+    a, b = fly.losses(items, batch), table.losses(items, batch)
+    assert a["dissected"].item() == pytest.approx(b["dissected"].item(), rel=1e-3)
+    assert a["holistic"].item() == pytest.approx(b["holistic"].item(), rel=1e-2)  # fp16 table scores

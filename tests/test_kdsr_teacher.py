@@ -18,7 +18,6 @@ from harness.kdsr.quantize import fit_codebook, fit_kmeans, fit_vq, nearest_code
 from harness.kdsr.scoring import paired_correlation_vectors, paired_scores
 from harness.kdsr.teacher import Teacher, TeacherSpec, TeacherTable, fit_teacher
 
-
 # ---------------------------------------------------------------- codebooks
 
 def test_nearest_code_is_brute_force_argmin():
@@ -60,7 +59,7 @@ def test_codebook_errors():
 def test_autoencoder_compresses_low_rank_data_and_stops_early():
     rng = np.random.default_rng(0)
     x = (rng.normal(size=(600, 4)) @ rng.normal(size=(4, 40))).astype(np.float32)  # rank 4
-    kwargs = dict(seed=0, lr=1e-2, max_epochs=300, patience=3, min_delta=1e-3, progress=False)
+    kwargs = {"seed": 0, "lr": 1e-2, "max_epochs": 300, "patience": 3, "min_delta": 1e-3, "progress": False}
     z, history = fit_autoencoder(x, 8, **kwargs)
     assert z.shape == (600, 8) and ((z > 0) & (z < 1)).all()  # sigmoid code
     assert len(history) < 300 and history[-1] < 0.05 * history[0]

@@ -19,9 +19,9 @@ KDSRLoss = KDSR  # the name docs/ARCHITECTURE.md uses: KDSRLoss(teachers, cfg)
 
 __all__ = [
     "KDSR",
-    "KDSRLoss",
     "QUANTIZERS",
     "SCORES",
+    "KDSRLoss",
     "StudentHeads",
     "Teacher",
     "TeacherSpec",

@@ -11,7 +11,13 @@ import numpy as np
 
 from harness.config import KDSRConfig
 from harness.data import train_sequences
-from harness.kdsr.cache import load_teacher, save_teacher, sequences_digest, teacher_key, teacher_path
+from harness.kdsr.cache import (
+    load_teacher,
+    save_teacher,
+    sequences_digest,
+    teacher_key,
+    teacher_path,
+)
 from harness.kdsr.kdsr import KDSR
 from harness.kdsr.teacher import Teacher, TeacherSpec, fit_teacher
 

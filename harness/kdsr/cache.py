@@ -67,7 +67,7 @@ def load_teacher(path: Path) -> tuple[Teacher, dict]:
     """Read a teacher written by ``save_teacher``; returns (teacher, fit summary)."""
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata()
-        tensors = {name: f.get_tensor(name) for name in f.keys()}
+        tensors = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118 (safe_open is not iterable)
     spec = TeacherSpec(**json.loads(meta["spec"]))
     teacher = Teacher(tensors["latents"], tensors["valid"].bool(), tensors["codebook"], tuple(json.loads(meta["score_stats"])), spec)
     return teacher, json.loads(meta["summary"])

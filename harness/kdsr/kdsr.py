@@ -16,8 +16,9 @@ from torch import nn
 from harness.config import KDSRConfig
 from harness.kdsr.monitor import forgetting_pearson, monitor_pairs, pair_cosine
 from harness.kdsr.pairs import sample_positions
+from harness.kdsr.signals import use_tables
 from harness.kdsr.student import StudentHeads, dissected_loss, holistic_loss, pair_mask
-from harness.kdsr.teacher import Teacher
+from harness.kdsr.teacher import Teacher, TeacherTable
 
 
 class SupervisedItems(Protocol):
@@ -44,6 +45,8 @@ class KDSR(nn.Module):
         self.cfg = cfg
         self.teachers = nn.ModuleDict(teachers)
         self.heads = nn.ModuleDict({m: StudentHeads(dim, t.spec.latent_dim, t.spec.codes, cfg.dissected_hidden, t.spec.score) for m, t in teachers.items()})
+        tabled = {m: t for m, t in teachers.items() if use_tables(cfg.signals, cfg.pairs, t.num_items)}
+        self.tables = nn.ModuleDict({m: TeacherTable(t, progress=True) for m, t in tabled.items()})
         self._monitor_modalities: list[str] = []
         if cfg.monitor and monitor_features:
             self._init_monitor(monitor_features)
@@ -74,7 +77,8 @@ class KDSR(nn.Module):
         ids = (sub_seq - 1).clamp_min(0)
         mask = pair_mask(sub_seq, teacher.valid[ids])
         emb = items.supervised(modality, sub_seq)
-        t_scores, t_codes = teacher.grid(ids)
+        source = self.tables[modality] if modality in self.tables else teacher  # noqa: SIM401 (ModuleDict has no get)
+        t_scores, t_codes = source.grid(ids)
         zero = emb.new_zeros((), dtype=torch.float32)
         hol = holistic_loss(heads.holistic_scores(emb), t_scores, mask, self.cfg.tau, self.cfg.soft_match) if self.cfg.holistic else zero
         dis = dissected_loss(heads.dissected_logits(emb), t_codes, mask) if self.cfg.dissected else zero

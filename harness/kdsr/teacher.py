@@ -24,10 +24,10 @@ from harness.kdsr.scoring import (
     check_score,
     cross_correlation_vectors,
     cross_scores,
-    pairwise_correlation_vectors,
-    pairwise_scores,
     paired_correlation_vectors,
     paired_scores,
+    pairwise_correlation_vectors,
+    pairwise_scores,
 )
 
 
