@@ -155,23 +155,34 @@ def build_tables(df: pd.DataFrame, parent: dict | None, kind: str, out: Path) ->
 
 
 def encoder_points(df: pd.DataFrame) -> pd.DataFrame:
-    """Figure-4 data: per dataset x modality x dim x encoder, mean/std/n of HR@20 and MRR@20 over seeds."""
+    """Figure-4 data: per dataset x modality x dim x method x encoder, mean/std/n of HR@20 and MRR@20 over seeds.
+
+    ``method`` (item representation, ``+kdsr`` when KDSR is on) keeps e.g. fine-tuned and KDSR runs apart:
+    only seeds are averaged.
+    """
     runs = df[tag(df, "harness.modality", "id") != "id"]
     if runs.empty:
         raise LookupError("no FINISHED runs with modality features (tag harness.modality) to plot against encoder size")
     keys = pd.DataFrame({"dataset": tag(runs, "harness.dataset"), "modality": tag(runs, "harness.modality"),
-                         "dim": tag(runs, "harness.dim").astype(int), "encoder": tag(runs, "harness.encoder")})
-    records = []
-    for key, group in keys.groupby(["dataset", "modality", "dim", "encoder"], sort=True):
+                         "dim": tag(runs, "harness.dim").astype(int), "method": method(runs),
+                         "encoder": tag(runs, "harness.encoder")})
+    records, axes = [], ["dataset", "modality", "dim", "method", "encoder"]
+    for key, group in keys.groupby(axes, sort=True):
         sub = runs.loc[group.index]
-        rec = dict(zip(["dataset", "modality", "dim", "encoder"], key))
+        rec = dict(zip(axes, key))
         rec["params"] = int(tag(sub, "harness.encoder_params").astype(int).iloc[0])
         seconds = pd.to_numeric(tag(sub, "harness.encode_seconds", "nan"), errors="coerce")
         rec["encode_seconds"] = float(seconds.mean())
         for name in FIGURE_METRICS:
             rec[f"{name}_mean"], rec[f"{name}_std"], rec["n"] = summarize(metric(sub, name))
         records.append(rec)
-    return pd.DataFrame.from_records(records).sort_values(["dataset", "modality", "dim", "params"]).reset_index(drop=True)
+    return pd.DataFrame.from_records(records).sort_values(["dataset", "modality", "dim", "method", "params"]).reset_index(drop=True)
+
+
+def method(runs: pd.DataFrame) -> pd.Series:
+    """Item representation of each run, with ``+kdsr`` when KDSR supervised it (runs without tags: ``-``)."""
+    items = tag(runs, "harness.items", "-")
+    return items + np.where(tag(runs, "harness.kdsr", "false") == "true", "+kdsr", "")
 
 
 def baselines(df: pd.DataFrame) -> pd.DataFrame:
@@ -208,9 +219,11 @@ def plot_figure4(points: pd.DataFrame, base: pd.DataFrame, path: Path) -> Path:
         sel = points[(points["dataset"] == dataset) & (points["modality"] == modality)]
         for row, name in enumerate(FIGURE_METRICS):
             ax = axes[row][col]
-            for dim, line in sel.groupby("dim"):
-                ax.errorbar(line["params"], line[f"{name}_mean"], yerr=line[f"{name}_std"].fillna(0), marker="o",
-                            capsize=3, color=colors[dim], label=f"d={dim}")
+            for (dim, how), line in sel.groupby(["dim", "method"]):
+                ax.errorbar(line["params"], line[f"{name}_mean"], yerr=line[f"{name}_std"].fillna(0),
+                            marker="s" if "kdsr" in how else "o", capsize=3, color=colors[dim],
+                            linestyle="-" if "kdsr" in how else ":",
+                            label=f"d={dim} {how}")
                 ref = base[(base["dataset"] == dataset) & (base["dim"] == dim)]
                 if not ref.empty:
                     ax.axhline(float(ref[name].iloc[0]), color=colors[dim], linestyle="--", linewidth=0.8)
@@ -222,7 +235,7 @@ def plot_figure4(points: pd.DataFrame, base: pd.DataFrame, path: Path) -> Path:
         for _, r in sel.drop_duplicates("encoder").iterrows():  # name the encoders once, on the top row
             axes[0][col].annotate(r["encoder"], (r["params"], r[f"{FIGURE_METRICS[0]}_mean"]), fontsize=7, alpha=0.7,
                                   textcoords="offset points", xytext=(2, 4))
-    axes[0][0].legend(fontsize=8, title="embedding dim (dashed: ID only)", title_fontsize=7)
+    axes[0][0].legend(fontsize=8, title="dim, method (dotted: no KDSR; dashed: ID only)", title_fontsize=7)
     fig.suptitle("Encoder sophistication vs accuracy (mean ± std over seeds)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -253,7 +266,7 @@ def plot_cost(table: pd.DataFrame, path: Path) -> Path | None:
     for (dataset, modality), sel in rows.groupby(["dataset", "modality"]):
         ax.scatter(sel["encode_seconds"], y[sel.index], label=f"{dataset} / {modality}")
         for i, r in sel.iterrows():
-            ax.annotate(f"{r['encoder']} d={r['dim']}", (r["encode_seconds"], y[i]), fontsize=7, alpha=0.7,
+            ax.annotate(f"{r['encoder']} d={r['dim']} {r['method']}", (r["encode_seconds"], y[i]), fontsize=7, alpha=0.7,
                         textcoords="offset points", xytext=(2, 3))
     if use_gain:
         ax.axhline(0.0, color="grey", linewidth=0.8)
