@@ -14,22 +14,18 @@ Euclidean distance):
 
 from __future__ import annotations
 
-import difflib
-
 import numpy as np
 import torch
 from tqdm.auto import tqdm
+
+from harness.kdsr.scoring import check_choice
 
 QUANTIZERS = ("vq", "kmeans")
 
 
 def check_quantizer(name: str) -> str:
     """Return ``name`` if it is a known quantiser, else raise naming the valid ones."""
-    if name not in QUANTIZERS:
-        close = difflib.get_close_matches(name, QUANTIZERS, n=1, cutoff=0.0)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"unknown quantizer {name!r}{hint} (valid: {', '.join(QUANTIZERS)})")
-    return name
+    return check_choice("quantizer", name, QUANTIZERS)
 
 
 def nearest_code(x: torch.Tensor, codebook: torch.Tensor, chunk: int = 1 << 16) -> torch.Tensor:

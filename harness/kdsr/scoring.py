@@ -19,13 +19,18 @@ SCORES = ("cosine", "dot", "euclidean", "manhattan")
 _EPS = 1e-8
 
 
+def check_choice(kind: str, name: str, valid: tuple[str, ...]) -> str:
+    """Return ``name`` if it is one of ``valid``, else raise naming the closest and the valid ones."""
+    if name not in valid:
+        close = difflib.get_close_matches(name, valid, n=1, cutoff=0.0)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"unknown {kind} {name!r}{hint} (valid: {', '.join(valid)})")
+    return name
+
+
 def check_score(name: str) -> str:
     """Return ``name`` if it is a known scoring function, else raise naming the valid ones."""
-    if name not in SCORES:
-        close = difflib.get_close_matches(name, SCORES, n=1, cutoff=0.0)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"unknown scoring function {name!r}{hint} (valid: {', '.join(SCORES)})")
-    return name
+    return check_choice("scoring function", name, SCORES)
 
 
 def paired_scores(a: torch.Tensor, b: torch.Tensor, name: str) -> torch.Tensor:
