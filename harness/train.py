@@ -47,6 +47,7 @@ class Cell:
     optimizer: torch.optim.Optimizer
     kdsr: Any = None
     features: dict = field(default_factory=dict)
+    monitor: Any = None  # callable(items) -> forgetting metrics, or None
 
 
 def resolve_device(name: str) -> torch.device:
@@ -127,7 +128,20 @@ def setup(cfg: Config) -> Cell:
         if isinstance(kdsr, torch.nn.Module):
             kdsr.to(device)
     heads = kdsr if isinstance(kdsr, torch.nn.Module) else None
-    return Cell(cfg, device, dataset, split, store, model, make_optimizer(cfg, model, heads), kdsr, features)
+    optimizer = make_optimizer(cfg, model, heads)
+    return Cell(cfg, device, dataset, split, store, model, optimizer, kdsr, features, forgetting_monitor(cfg, kdsr, features, device))
+
+
+def forgetting_monitor(cfg: Config, kdsr: Any, features: dict[str, Any], device: torch.device) -> Any:
+    """KDSR's monitor, or (``kdsr.monitor`` on, modality tables, no KDSR) a standalone one: the
+    fine-tuned baseline logs the same forgetting curve as its KDSR counterpart."""
+    if kdsr is not None:
+        return kdsr.monitor if cfg.kdsr.monitor else None
+    if not (cfg.kdsr.monitor and features and cfg.model.items != "id"):
+        return None
+    from harness.kdsr import ForgettingMonitor
+
+    return ForgettingMonitor(features, cfg.kdsr.monitor_pairs, cfg.kdsr.teacher_seed).to(device)
 
 
 # ----------------------------------------------------------------------------- training
@@ -297,8 +311,8 @@ def fit(cell: Cell, logger: Logger, budget_s: float = 0.0) -> FitResult:
         metrics = train_epoch(cell, samples, epoch)
         metrics["epoch_time_s"] = time.perf_counter() - tick
         metrics.update(evaluate_part(cell, "valid"))
-        if cell.kdsr is not None and cfg.kdsr.monitor:
-            metrics.update(cell.kdsr.monitor(cell.model.items))
+        if cell.monitor is not None:
+            metrics.update(cell.monitor(cell.model.items))
         logger.log_metrics(metrics, step=epoch)
         best.epochs = epoch + 1
         if best_state is None or metrics[key] > best.best_valid[key]:

@@ -149,7 +149,7 @@ def test_monitor_matches_numpy(world):
     items = ItemRepresentation(N, DIM, "finetune", {"text": feats})
     kdsr = make(world, KDSRConfig(enabled=True, monitor_pairs=500))
     got = kdsr.monitor(items)
-    pairs = kdsr.monitor_items_text[kdsr.monitor_pairs_text].numpy()  # [P, 2] 0-based items
+    pairs = kdsr.forgetting.items_text[kdsr.forgetting.pairs_text].numpy()  # [P, 2] 0-based items
     assert len(pairs) == 500 and (pairs[:, 0] != pairs[:, 1]).all() and not np.isin(pairs, [3]).any()
     table = items.tables["text"].detach().numpy()[1:]
     ids = items.id.weight.detach().numpy()[1:]

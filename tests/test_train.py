@@ -135,6 +135,20 @@ def test_kdsr_cell_logs_its_losses_and_follows_the_async_schedule():
     assert loss == pytest.approx(rec + cfg.kdsr.lambda_holistic * hol + cfg.kdsr.lambda_dissected * dis, rel=1e-4)
 
 
+def test_finetuned_baseline_logs_the_forgetting_curve_without_kdsr():
+    """The monitor does not need KDSR: the fine-tuned baseline gets the same curve; ID-only runs get none."""
+    log = MemoryLogger()
+    cell = setup(load(overrides=TINY + TEXT + ["train.epochs=2"]))
+    assert cell.kdsr is None
+    best = fit(cell, log)
+    curve = [v for _, v in log.history("monitor/pearson_text")]
+    assert len(curve) == 2 and all(-1.0 <= v <= 1.0 for v in curve)
+    # the logged value is the monitor of that epoch's weights: recomputed on the restored best state
+    assert curve[best.best_epoch] == pytest.approx(cell.monitor(cell.model.items)["monitor/pearson_text"], abs=1e-9)
+    assert setup(load(overrides=TINY + TEXT + ["model.items=id"])).monitor is None
+    assert setup(load(overrides=TINY + TEXT + ["kdsr.monitor=false"])).monitor is None
+
+
 @pytest.mark.parametrize("backbone", ["mmsr", "gru4rec"])
 def test_other_backbones_train_with_modality_features(backbone):
     final = run(load(overrides=TINY + TEXT + [f"model={backbone}", "train.epochs=1"]), MemoryLogger())

@@ -8,7 +8,7 @@ training loop uses (``kdsr.KDSR`` from ``build_kdsr``). See docs/KDSR.md.
 
 from harness.kdsr.build import build_kdsr, teacher_spec
 from harness.kdsr.kdsr import KDSR
-from harness.kdsr.monitor import forgetting_pearson
+from harness.kdsr.monitor import ForgettingMonitor, forgetting_pearson
 from harness.kdsr.quantize import QUANTIZERS, fit_codebook, nearest_code
 from harness.kdsr.schedule import embedding_lr_factor
 from harness.kdsr.scoring import SCORES
@@ -19,6 +19,7 @@ KDSRLoss = KDSR  # the name docs/ARCHITECTURE.md uses: KDSRLoss(teachers, cfg)
 
 __all__ = [
     "KDSR",
+    "ForgettingMonitor",
     "QUANTIZERS",
     "SCORES",
     "KDSRLoss",

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from harness.config import KDSRConfig
-from harness.kdsr.monitor import forgetting_pearson, monitor_pairs, pair_cosine
+from harness.kdsr.monitor import ForgettingMonitor
 from harness.kdsr.pairs import sample_positions
 from harness.kdsr.signals import use_tables
 from harness.kdsr.student import StudentHeads, dissected_loss, holistic_loss, pair_mask
@@ -47,25 +47,13 @@ class KDSR(nn.Module):
         self.heads = nn.ModuleDict({m: StudentHeads(dim, t.spec.latent_dim, t.spec.codes, cfg.dissected_hidden, t.spec.score) for m, t in teachers.items()})
         tabled = {m: t for m, t in teachers.items() if use_tables(cfg.signals, cfg.pairs, t.num_items)}
         self.tables = nn.ModuleDict({m: TeacherTable(t, progress=True) for m, t in tabled.items()})
-        self._monitor_modalities: list[str] = []
-        if cfg.monitor and monitor_features:
-            self._init_monitor(monitor_features)
+        valid = {m: t.valid for m, t in teachers.items()}
+        on = cfg.monitor and monitor_features
+        self.forgetting = ForgettingMonitor(monitor_features, cfg.monitor_pairs, cfg.teacher_seed, valid) if on else None
 
     @property
     def modalities(self) -> list[str]:
         return list(self.teachers)
-
-    def _init_monitor(self, features: dict[str, Any]) -> None:
-        """Fix the monitor's item pairs and the original features' similarities on them."""
-        for modality, feats in features.items():
-            pairs = monitor_pairs(self.teachers[modality].valid.cpu().numpy(), self.cfg.monitor_pairs, seed=self.cfg.teacher_seed)
-            items, local = np.unique(pairs, return_inverse=True)
-            rows = torch.from_numpy(np.asarray(feats.matrix if hasattr(feats, "matrix") else feats)[items].astype(np.float32))
-            local = torch.from_numpy(local.reshape(pairs.shape))
-            self.register_buffer(f"monitor_items_{modality}", torch.from_numpy(items), persistent=False)
-            self.register_buffer(f"monitor_pairs_{modality}", local, persistent=False)
-            self.register_buffer(f"monitor_sims_{modality}", pair_cosine(rows, local), persistent=False)
-            self._monitor_modalities.append(modality)
 
     def _follow(self, device: torch.device) -> None:
         if next(iter(self.teachers.values())).latents.device != device:
@@ -99,31 +87,11 @@ class KDSR(nn.Module):
 
     forward = losses
 
-    @torch.no_grad()
     def monitor(self, items: Any) -> dict[str, float]:
-        """{"monitor/pearson_<modality>", "monitor/pearson_id_<modality>"} (empty when the monitor is off).
-
-        ID embeddings are read from ``items.parts(index)["id"]`` when the representation has
-        them; in ``id`` mode the supervised table is the ID table, so pearson_id is 1.
-        """
-        out: dict[str, float] = {}
-        for modality in self._monitor_modalities:
-            index = getattr(self, f"monitor_items_{modality}") + 1  # shifted ids
-            index = index.to(_device_of(items, index)).unsqueeze(0)
-            table = items.supervised(modality, index)[0]
-            ids = items.parts(index)["id"][0] if hasattr(items, "parts") else None
-            sims = getattr(self, f"monitor_sims_{modality}")
-            pairs = getattr(self, f"monitor_pairs_{modality}").to(table.device)
-            out.update(forgetting_pearson({modality: table}, {modality: sims}, ids, pairs))
-        return out
+        """The forgetting metrics of ``items`` (see ``ForgettingMonitor``); empty when the monitor is off."""
+        return self.forgetting(items) if self.forgetting is not None else {}
 
     def teacher_latents(self) -> dict[str, np.ndarray]:
         """modality -> [N, d'] teacher latents (e.g. to initialise ``finetune`` modality tables)."""
         return {m: t.latents.cpu().numpy() for m, t in self.teachers.items()}
 
-
-def _device_of(items: Any, fallback: torch.Tensor) -> torch.device:
-    if isinstance(items, nn.Module):
-        for tensor in (*items.parameters(), *items.buffers()):
-            return tensor.device
-    return fallback.device

@@ -8,9 +8,12 @@ correlation while (a)-(c) rises is the modality forgetting KDSR is meant to prev
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 
 def monitor_pairs(valid: np.ndarray, n_pairs: int, seed: int = 0) -> np.ndarray:
@@ -54,3 +57,54 @@ def forgetting_pearson(tables: dict[str, torch.Tensor], feature_sims: dict[str, 
         if id_sims is not None:
             out[f"monitor/pearson_id_{modality}"] = pearson(sims, id_sims)
     return out
+
+
+class ForgettingMonitor(nn.Module):
+    """Per-epoch forgetting metrics of a model's item tables, on fixed pairs of items with features.
+
+    Independent of KDSR, so a plain fine-tuned run logs the same curve KDSR is meant to hold up.
+
+    Args:
+        features: modality -> ``Features`` (``.matrix``, ``.valid``) or an [N, D] array.
+        n_pairs: item pairs sampled per modality (fixed by ``seed``).
+        valid: modality -> [N] bool mask of items the pairs may use (default: the features' own).
+    """
+
+    def __init__(self, features: dict[str, Any], n_pairs: int, seed: int = 0, valid: dict[str, Any] | None = None):
+        super().__init__()
+        self.modalities: list[str] = []
+        for modality, feats in features.items():
+            matrix = np.asarray(getattr(feats, "matrix", feats))
+            mask = (valid or {}).get(modality, getattr(feats, "valid", np.ones(len(matrix), dtype=bool)))
+            pairs = monitor_pairs(np.asarray(torch.as_tensor(mask).cpu()), n_pairs, seed=seed)
+            items, local = np.unique(pairs, return_inverse=True)
+            local = torch.from_numpy(local.reshape(pairs.shape))
+            self.register_buffer(f"items_{modality}", torch.from_numpy(items), persistent=False)
+            self.register_buffer(f"pairs_{modality}", local, persistent=False)
+            self.register_buffer(f"sims_{modality}", pair_cosine(torch.from_numpy(matrix[items].astype(np.float32)), local), persistent=False)
+            self.modalities.append(modality)
+
+    @torch.no_grad()
+    def forward(self, items: Any) -> dict[str, float]:
+        """{"monitor/pearson_<modality>", "monitor/pearson_id_<modality>"} for ``items`` (an ``ItemRepresentation``).
+
+        The supervised table is ``items.supervised(modality, ...)``; ID embeddings come from
+        ``items.parts(...)["id"]`` when the representation has them (in ``id`` mode both are
+        the ID table, so pearson_id is 1).
+        """
+        out: dict[str, float] = {}
+        for modality in self.modalities:
+            index = getattr(self, f"items_{modality}")
+            index = (index + 1).to(_device_of(items, index)).unsqueeze(0)  # shifted ids
+            table = items.supervised(modality, index)[0]
+            ids = items.parts(index)["id"][0] if hasattr(items, "parts") else None
+            pairs = getattr(self, f"pairs_{modality}").to(table.device)
+            out.update(forgetting_pearson({modality: table}, {modality: getattr(self, f"sims_{modality}")}, ids, pairs))
+        return out
+
+
+def _device_of(items: Any, fallback: torch.Tensor) -> torch.device:
+    if isinstance(items, nn.Module):
+        for tensor in (*items.parameters(), *items.buffers()):
+            return tensor.device
+    return fallback.device
