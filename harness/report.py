@@ -11,6 +11,8 @@ run (or of a ``report:<kind>`` run when the experiment has no sweep parent).
   (encode device-seconds) vs gain (HR@20 over the ID-only baseline) plot.
 - ``table2`` / ``ablation``: one table per grid of the sweep, rows = the grid's axes other than
   seed and dataset, columns = dataset x metric, cells = mean +- sample std over seeds (markdown + CSV).
+- ``forgetting``: the modality-forgetting curves (paper Figure 1, right): per-epoch ``monitor/*``
+  Pearson correlations, mean +- std over seeds, a line per row label, a panel per dataset x metric.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import pandas as pd
 
 from harness.tracking import mlflow_key
 
-KINDS = ("figure4", "table2", "ablation")
+KINDS = ("figure4", "table2", "ablation", "forgetting")
 TABLE_METRICS = ("hr@5", "mrr@5", "hr@20", "mrr@20")
 FIGURE_METRICS = ("hr@20", "mrr@20")
 NOT_ROW_AXES = ("train.seed", "seed", "dataset.name", "dataset")  # seeds are averaged, datasets are columns
@@ -293,6 +295,66 @@ def build_figure4(df: pd.DataFrame, out: Path) -> list[Path]:
     return files + ([plot] if plot else [])
 
 
+def row_labels(df: pd.DataFrame, parent: dict | None) -> pd.Series:
+    """Each run's grid position without seed and dataset (``mode=kdsr``), the line it belongs to."""
+    axes = [a for a in dict.fromkeys(a for g in grid_axes(df, parent) for a in g) if a not in NOT_ROW_AXES]
+    parts = [a + "=" + tag(df, f"harness.axis.{a}", "-") for a in axes if f"tags.harness.axis.{a}" in df]
+    return pd.concat(parts, axis=1).agg(", ".join, axis=1) if parts else method(df)
+
+
+def forgetting_curves(df: pd.DataFrame, parent: dict | None) -> pd.DataFrame:
+    """Long table (dataset, label, metric, epoch, mean, std, n) of every ``monitor/*`` history over seeds."""
+    import mlflow
+
+    keys = sorted(c[len("metrics."):] for c in df.columns if c.startswith("metrics.monitor/"))
+    runs = df.dropna(subset=[f"metrics.{k}" for k in keys], how="all") if keys else df.iloc[:0]
+    if runs.empty:
+        raise LookupError("no run logged monitor/* metrics (the forgetting monitor needs frozen/finetune items or KDSR)")
+    client = mlflow.MlflowClient()
+    labels, datasets = row_labels(runs, parent), tag(runs, "harness.dataset")
+    records = [{"dataset": datasets[i], "label": labels[i], "metric": key, "epoch": m.step, "value": m.value}
+               for i, run_id in runs["run_id"].items() for key in keys for m in client.get_metric_history(run_id, key)]
+    long = pd.DataFrame.from_records(records)
+    stats = long.groupby(["dataset", "label", "metric", "epoch"], sort=False)["value"].agg(["mean", "std", "count"])
+    return stats.rename(columns={"count": "n"}).reset_index()
+
+
+def plot_forgetting(curves: pd.DataFrame, path: Path) -> Path:
+    """Panels: metric in rows, dataset in columns; x = epoch, a line (band = ±std over seeds) per label."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metrics, datasets = list(dict.fromkeys(curves["metric"])), list(dict.fromkeys(curves["dataset"]))
+    fig, axes = plt.subplots(len(metrics), len(datasets), figsize=(4.8 * len(datasets), 3.4 * len(metrics)), squeeze=False)
+    for row, name in enumerate(metrics):
+        for col, dataset in enumerate(datasets):
+            ax = axes[row][col]
+            sel = curves[(curves["metric"] == name) & (curves["dataset"] == dataset)]
+            for label, line in sel.groupby("label", sort=False):
+                ax.plot(line["epoch"], line["mean"], marker="o", markersize=3, label=label)
+                ax.fill_between(line["epoch"], line["mean"] - line["std"].fillna(0), line["mean"] + line["std"].fillna(0), alpha=0.2)
+            ax.set_title(f"{dataset}: {name.removeprefix('monitor/')}", fontsize=10)
+            ax.set_xlabel("epoch" if row == len(metrics) - 1 else "")
+            ax.set_ylabel("Pearson r" if col == 0 else "")
+            ax.grid(True, alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle("Modality forgetting: similarity structure of the item tables vs the encoder features (pearson_<m>)\n"
+                 "and vs the ID embeddings (pearson_id_<m>), mean ± std over seeds", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def build_forgetting(df: pd.DataFrame, parent: dict | None, out: Path) -> list[Path]:
+    """forgetting.png + forgetting.csv."""
+    curves = forgetting_curves(df, parent)
+    curves.to_csv(out / "forgetting.csv", index=False)
+    return [plot_forgetting(curves, out / "forgetting.png"), out / "forgetting.csv"]
+
+
 # ------------------------------------------------------------------------------------------------ CLI
 
 
@@ -328,7 +390,12 @@ def build(kind: str, experiment: str, out: str | Path | None = None, log: bool =
     out = Path(out or Path("results") / "report" / experiment)
     out.mkdir(parents=True, exist_ok=True)
     df, parent = cell_runs(experiment), parent_run(experiment)
-    files = build_figure4(df, out) if kind == "figure4" else build_tables(df, parent, kind, out)
+    if kind == "figure4":
+        files = build_figure4(df, out)
+    elif kind == "forgetting":
+        files = build_forgetting(df, parent, out)
+    else:
+        files = build_tables(df, parent, kind, out)
     if log:
         log_outputs(experiment, parent, kind, files)
     return files

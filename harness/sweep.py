@@ -534,7 +534,7 @@ def log_dir(sweep: Sweep, logs: str | Path | None = None) -> Path:
 def _run_one(sweep: Sweep, cell: Cell, env: dict[str, str], logs: Path, echo: bool = False) -> int:
     """Run one cell in its own process, its output in the cell's log (and on the terminal with ``echo``)."""
     cmd = [sys.executable, "-m", "harness.sweep", *cell_argv(sweep), "--index", str(cell.index)]
-    with open(logs / f"cell-{cell.index:04d}.log", "wb") as out:
+    with open(logs / f"cell-{cell.index:04d}.log", "wb", buffering=0) as out:  # unbuffered: `tail -f` follows it
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         for chunk in iter(lambda: proc.stdout.read1(4096), b""):  # read1: progress bars arrive as they draw
             out.write(chunk)

@@ -139,10 +139,29 @@ def test_tables_report_mean_and_std_over_seeds(store, kind):
     assert f"| id | {runs['id'][0].data.metrics[HR5] * 100:.2f} (n=1) |" in markdown
 
 
+def test_forgetting_report_matches_the_logged_histories(store):
+    out = store["tmp"] / "forgetting"
+    assert R.main(["forgetting", "--experiment", "ci-encoders", "--out", str(out)]) == 0
+    curves = pd.read_csv(out / "forgetting.csv")
+    # fine-tuned text tables are monitored without KDSR; ID-only runs have no modality table to monitor
+    assert set(curves["label"]) == {"encoder=tiny-bert", "encoder=tiny-llama"}
+    assert set(curves["metric"]) == {"monitor/pearson_text", "monitor/pearson_id_text"}
+    runs, client = by_encoder(store), store["client"]
+    for row in curves.itertuples():
+        history = [client.get_metric_history(r.info.run_id, row.metric) for r in runs[row.label.split("=")[1]]]
+        values = [m.value for h in history for m in h if m.step == row.epoch]
+        assert row.n == 2 and row.mean == pytest.approx(statistics.mean(values), rel=1e-9)
+        assert row.std == pytest.approx(statistics.stdev(values), rel=1e-9, abs=1e-12)
+    with Image.open(out / "forgetting.png") as img:
+        assert img.size[0] > 500 and len(np.unique(np.asarray(img.convert("L")))) > 20
+    parent = next(r for r in client.search_runs([store["exp"]]) if r.data.tags.get("harness.role") == "sweep")
+    assert {Path(a.path).name for a in client.list_artifacts(parent.info.run_id, "report/forgetting")} == {"forgetting.png", "forgetting.csv"}
+
+
 def test_report_errors_are_clear(store):
     with pytest.raises(LookupError, match="no MLflow experiment 'nope'"):
         R.build("figure4", "nope", store["tmp"] / "x")
-    with pytest.raises(ValueError, match="unknown report 'figure5'; valid: figure4, table2, ablation"):
+    with pytest.raises(ValueError, match="unknown report 'figure5'; valid: figure4, table2, ablation, forgetting"):
         R.build("figure5", "ci-encoders", store["tmp"] / "x")
 
 
