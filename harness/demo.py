@@ -4,7 +4,7 @@ Steps, each the same code a user runs by hand:
 1. load the dataset the demo sweep names (ML-1M from $HARNESS_DATA_DIR) and print its statistics;
 2. encode its item texts with each encoder the sweep names through ``harness/encode.py``;
 3. train the sweep's grid with the sweep runner (``harness sweep sweeps/demo.yaml --local``);
-4. build the Figure-4-style plot and the results table from MLflow (``harness report``).
+4. build the Figure-4-style plot, the results table and the forgetting curves from MLflow (``harness report``).
 Running it again reuses the feature cache and skips finished cells.
 """
 
@@ -64,6 +64,7 @@ def report(sweep, out: Path) -> list[Path]:
     print(f"[4/4] reports from MLflow experiment {sweep.experiment!r}", flush=True)
     files = reports.build("figure4", sweep.experiment, out=out)
     files += reports.build("table2", sweep.experiment, out=out)
+    files += reports.build("forgetting", sweep.experiment, out=out)  # fine-tuned vs +KDSR, per epoch
     return files
 
 

@@ -34,6 +34,8 @@ def test_reduced_demo_logs_runs_plot_and_table_and_reruns_nothing(tmp_path, monk
     plot, table = tmp_path / "out" / "figure4.png", tmp_path / "out" / "table2.md"
     assert plot.stat().st_size > 10_000 and plot.read_bytes()[:4] == b"\x89PNG"
     assert "±" in table.read_text()
+    curves = (tmp_path / "out" / "forgetting.csv").read_text()
+    assert "kdsr.enabled=true" in curves and "kdsr.enabled=false" in curves  # both methods are monitored
     assert f"mlflow ui --backend-store-uri {uri}" in printed
 
     # a second run reuses the feature cache and trains nothing new
