@@ -422,6 +422,8 @@ def build_manifest(job: Job, merged: Any, stats: list[dict], wall: float, pendin
         "batch_budget": job.budget, "chunks": {"total": len(job.chunks), "encoded_this_run": len(pending),
                                                "reused": len(job.chunks) - len(pending)},
         "throughput": _throughput(stats, wall),
+        # every chunk's encode seconds, whichever run wrote it: the whole cost of a resumed cache
+        "encode_seconds_all_runs": sum(float(c.get("seconds") or 0.0) for c in merged.stats),
         "peak_memory": {"rss_bytes_max_rank": max(s["peak_rss_bytes"] for s in stats),
                         "gpu_bytes_max_rank": max((s.get("peak_gpu_bytes", 0) for s in stats), default=0)},
         "ranks": stats, **job.extra,

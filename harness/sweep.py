@@ -391,9 +391,11 @@ def feature_manifest(dataset: str, encoder: str, modality: str, cache_root: str 
 
 
 def encode_cost(manifest: dict) -> tuple[float, str]:
-    """(device-seconds, device type) the features took: the sum of every rank's busy seconds in the manifest
-    (GPU-seconds for a GPU encode); wall seconds x world size when ranks did not report."""
-    seconds = sum(float(r.get("seconds") or 0.0) for r in manifest.get("ranks") or [])
+    """(device-seconds, device type) the features took: the sum of every chunk's encode seconds over all
+    runs that built the cache (GPU-seconds for a GPU encode), else the final run's per-rank busy seconds,
+    else wall seconds x world size."""
+    seconds = float(manifest.get("encode_seconds_all_runs") or 0.0)
+    seconds = seconds or sum(float(r.get("seconds") or 0.0) for r in manifest.get("ranks") or [])
     if not seconds:
         seconds = float((manifest.get("throughput") or {}).get("seconds") or 0.0) * int(manifest.get("world_size") or 1)
     return seconds, str(manifest.get("device") or "cpu")

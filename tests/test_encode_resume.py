@@ -15,9 +15,11 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 
 from harness.encode import main
-from harness.features.shards import finished_chunks
+from harness.features.shards import finished_chunks, read_shard
+from harness.sweep import encode_cost
 
 REPO = Path(__file__).resolve().parents[1]
 N_CHUNKS = 54  # ceil(3416 / 64)
@@ -76,6 +78,11 @@ def test_sigkill_then_resume_is_bitwise_identical(tmp_path):
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["chunks"] == {"total": N_CHUNKS, "encoded_this_run": N_CHUNKS - len(before), "reused": len(before)}
     assert sum(r["chunks"] for r in manifest["ranks"]) == N_CHUNKS - len(before)
+    # the encode cost counts the killed run's chunks too, not only this run's
+    seconds = {p.name: read_shard(p).stats["seconds"] for p in finished_chunks(folder / "shards").values()}
+    assert manifest["encode_seconds_all_runs"] == pytest.approx(sum(seconds.values()), rel=1e-12)
+    assert sum(seconds[name] for name in before) > 0
+    assert encode_cost(manifest)[0] == manifest["encode_seconds_all_runs"]
     ref = ref_root / "features" / "ml-1m" / "tiny-llama" / "text"
     assert (folder / "features.npy").read_bytes() == (ref / "features.npy").read_bytes()
     assert (folder / "valid.npy").read_bytes() == (ref / "valid.npy").read_bytes()

@@ -19,9 +19,9 @@ KDSRLoss = KDSR  # the name docs/ARCHITECTURE.md uses: KDSRLoss(teachers, cfg)
 
 __all__ = [
     "KDSR",
-    "ForgettingMonitor",
     "QUANTIZERS",
     "SCORES",
+    "ForgettingMonitor",
     "KDSRLoss",
     "StudentHeads",
     "Teacher",
