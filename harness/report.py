@@ -302,18 +302,25 @@ def row_labels(df: pd.DataFrame, parent: dict | None) -> pd.Series:
     return pd.concat(parts, axis=1).agg(", ".join, axis=1) if parts else method(df)
 
 
+def valid_key(df: pd.DataFrame) -> str:
+    """MLflow key of the validation metric the runs selected their epoch on (``valid/ndcg_at_10``)."""
+    names = df["params.train.valid_metric"].dropna() if "params.train.valid_metric" in df else pd.Series(dtype=str)
+    return mlflow_key("valid/" + (str(names.iloc[0]) if len(names) else "ndcg@10"))
+
+
 def forgetting_curves(df: pd.DataFrame, parent: dict | None) -> pd.DataFrame:
-    """Long table (dataset, label, metric, epoch, mean, std, n) of every ``monitor/*`` history over seeds."""
+    """Long table (dataset, label, metric, epoch, mean, std, n) over seeds of every per-epoch ``monitor/*``
+    history and of the validation metric (the accuracy the forgetting goes along with)."""
     import mlflow
 
     keys = sorted(c[len("metrics."):] for c in df.columns if c.startswith("metrics.monitor/"))
-    runs = df.dropna(subset=[f"metrics.{k}" for k in keys], how="all") if keys else df.iloc[:0]
-    if runs.empty:
+    if not keys:
         raise LookupError("no run logged monitor/* metrics (the forgetting monitor needs frozen/finetune items or KDSR)")
+    keys.append(valid_key(df))
     client = mlflow.MlflowClient()
-    labels, datasets = row_labels(runs, parent), tag(runs, "harness.dataset")
+    labels, datasets = row_labels(df, parent), tag(df, "harness.dataset")
     records = [{"dataset": datasets[i], "label": labels[i], "metric": key, "epoch": m.step, "value": m.value}
-               for i, run_id in runs["run_id"].items() for key in keys for m in client.get_metric_history(run_id, key)]
+               for i, run_id in df["run_id"].items() for key in keys for m in client.get_metric_history(run_id, key)]
     long = pd.DataFrame.from_records(records)
     stats = long.groupby(["dataset", "label", "metric", "epoch"], sort=False)["value"].agg(["mean", "std", "count"])
     return stats.rename(columns={"count": "n"}).reset_index()
@@ -327,22 +334,25 @@ def plot_forgetting(curves: pd.DataFrame, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     metrics, datasets = list(dict.fromkeys(curves["metric"])), list(dict.fromkeys(curves["dataset"]))
-    fig, axes = plt.subplots(len(metrics), len(datasets), figsize=(4.8 * len(datasets), 3.4 * len(metrics)), squeeze=False)
+    colors = dict(zip(dict.fromkeys(curves["label"]), plt.rcParams["axes.prop_cycle"].by_key()["color"] * 8))
+    fig, axes = plt.subplots(len(metrics), len(datasets), figsize=(4.8 * len(datasets), 3.2 * len(metrics)), squeeze=False)
     for row, name in enumerate(metrics):
         for col, dataset in enumerate(datasets):
             ax = axes[row][col]
             sel = curves[(curves["metric"] == name) & (curves["dataset"] == dataset)]
             for label, line in sel.groupby("label", sort=False):
-                ax.plot(line["epoch"], line["mean"], marker="o", markersize=3, label=label)
-                ax.fill_between(line["epoch"], line["mean"] - line["std"].fillna(0), line["mean"] + line["std"].fillna(0), alpha=0.2)
+                band = line["std"].fillna(0)
+                ax.plot(line["epoch"], line["mean"], marker="o", markersize=3, color=colors[label], label=label)
+                ax.fill_between(line["epoch"], line["mean"] - band, line["mean"] + band, color=colors[label], alpha=0.2)
             ax.set_title(f"{dataset}: {name.removeprefix('monitor/')}", fontsize=10)
             ax.set_xlabel("epoch" if row == len(metrics) - 1 else "")
-            ax.set_ylabel("Pearson r" if col == 0 else "")
+            ax.set_ylabel(("Pearson r" if name.startswith("monitor/") else "validation") if col == 0 else "")
             ax.grid(True, alpha=0.3)
-    axes[0][0].legend(fontsize=8)
-    fig.suptitle("Modality forgetting: similarity structure of the item tables vs the encoder features (pearson_<m>)\n"
-                 "and vs the ID embeddings (pearson_id_<m>), mean ± std over seeds", fontsize=10)
-    fig.tight_layout()
+    handles = {h.get_label(): h for ax in axes.flat for h in ax.get_lines()}
+    fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=min(len(handles), 4), fontsize=8)
+    fig.suptitle("Modality forgetting: item-table similarities vs the encoder features' (pearson_<m>) and the\n"
+                 "ID embeddings' (pearson_id_<m>), with the validation metric; mean ± std over seeds", fontsize=10)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
