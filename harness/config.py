@@ -56,6 +56,7 @@ class TrainConfig:
     patience: int = 5  # early stopping, in epochs without validation improvement
     valid_metric: str = "ndcg@10"
     eval_batch_size: int = 1024
+    valid_targets: int = 0  # validate on a fixed random sample of at most this many targets (0 = all); test is complete
     seed: int = 42
     device: str = "auto"  # auto | cpu | cuda
     amp: bool = True  # bf16 autocast on GPU

@@ -165,6 +165,15 @@ def split_targets(valid_start: np.ndarray, test_start: np.ndarray, lengths: np.n
     return users, positions
 
 
+def sample_targets(users: np.ndarray, positions: np.ndarray, limit: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """At most ``limit`` of the (user, position) targets, drawn uniformly without replacement by a fixed
+    ``seed`` and kept in their original order (all of them when ``limit <= 0`` or there are fewer)."""
+    if limit <= 0 or len(users) <= limit:
+        return users, positions
+    keep = np.sort(np.random.default_rng(seed).choice(len(users), size=limit, replace=False))
+    return users[keep], positions[keep]
+
+
 @torch.no_grad()
 def evaluate(
     score_fn: ScoreFn,

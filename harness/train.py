@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from harness.batching import SequenceStore, causal_windows, prefix_targets, to_tensor
 from harness.config import Config, cell_key, load, to_dict, to_yaml
-from harness.evaluation import PROTOCOL_AVERAGE, evaluate, metric_names, split_targets
+from harness.evaluation import PROTOCOL_AVERAGE, evaluate, metric_names, sample_targets, split_targets
 from harness.tracking import Logger, MLflowLogger
 
 MODALITIES = ("text", "image")
@@ -266,6 +266,8 @@ def evaluate_part(cell: Cell, part: str, score_fn=None) -> dict[str, float]:
     """Full-ranking metrics on ``part`` ("valid" | "test"), named ``<part>/<metric>``."""
     cfg = cell.cfg
     users, positions = split_targets(cell.split.valid_start, cell.split.test_start, cell.store.lengths, part)
+    if part == "valid":  # model selection may use a fixed sample (the same targets every epoch); the test never does
+        users, positions = sample_targets(users, positions, cfg.train.valid_targets)
     cell.model.eval()
     metrics = evaluate(
         score_fn or model_scorer(cell),

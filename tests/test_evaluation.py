@@ -15,6 +15,7 @@ from harness.evaluation import (
     evaluate,
     metric_names,
     rank_counts,
+    sample_targets,
     split_targets,
     target_metrics,
 )
@@ -167,3 +168,17 @@ def test_split_targets_and_most_popular():
         split_targets(valid_start, test_start, store.lengths, "train")
     with pytest.raises(ValueError, match="no history"):
         split_targets(np.array([0, 1]), test_start, store.lengths, "valid")
+
+
+def test_validation_sample_is_fixed_uniform_and_in_order():
+    users, positions = np.repeat(np.arange(100), 3), np.tile([1, 2, 3], 100)
+    u, p = sample_targets(users, positions, 50)
+    assert len(u) == 50 and len(set(zip(u.tolist(), p.tolist()))) == 50  # distinct targets of the part
+    assert set(zip(u.tolist(), p.tolist())) <= set(zip(users.tolist(), positions.tolist()))
+    assert (np.diff(u * 10 + p) > 0).all()  # original order kept
+    again = sample_targets(users, positions, 50)
+    assert (again[0] == u).all() and (again[1] == p).all()  # the same sample every epoch
+    for limit in (0, 300, 1000):  # 0 = all; a limit at or above the count keeps all
+        assert sample_targets(users, positions, limit)[0] is users
+    hits = np.bincount(np.concatenate([sample_targets(users, positions, 30, seed)[0] for seed in range(2000)]), minlength=100)
+    assert abs(hits.mean() - 600) < 1e-9 and hits.min() > 450 and hits.max() < 750  # ~uniform: 2000 * 30 / 100 each

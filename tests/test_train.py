@@ -8,9 +8,9 @@ import pytest
 from mlflow import MlflowClient
 
 from harness.config import load
-from harness.evaluation import MostPopular, metric_names
+from harness.evaluation import MostPopular, evaluate, metric_names, sample_targets, split_targets
 from harness.tracking import MemoryLogger, mlflow_key
-from harness.train import evaluate_part, fit, main, run, setup
+from harness.train import evaluate_part, fit, main, model_scorer, run, setup
 
 TINY = ["dataset=ml-100k", "dataset.protocol=leave-one-out", "dataset.max_len=20", "model.dim=16", "model.layers=1",
         "train.device=cpu", "train.batch_size=128", "train.threads=1"]
@@ -133,6 +133,23 @@ def test_kdsr_cell_logs_its_losses_and_follows_the_async_schedule():
     rec, loss = log.history("train/rec")[0][1], log.history("train/loss")[0][1]
     hol, dis = log.history("train/holistic")[0][1], log.history("train/dissected")[0][1]
     assert loss == pytest.approx(rec + cfg.kdsr.lambda_holistic * hol + cfg.kdsr.lambda_dissected * dis, rel=1e-4)
+
+
+def test_validation_on_a_target_sample_and_the_test_in_full():
+    cell = setup(load(overrides=TINY + ["dataset.protocol=paper", "train.valid_targets=300"]))
+    users, positions = split_targets(cell.split.valid_start, cell.split.test_start, cell.store.lengths, "valid")
+    assert len(users) > 300
+    u, p = sample_targets(users, positions, 300)
+    cell.model.eval()  # as evaluate_part does (no dropout)
+    want = evaluate(model_scorer(cell), cell.store, u, p, cell.cfg.dataset.max_len, average="targets")
+    assert evaluate_part(cell, "valid") == {f"valid/{k}": v for k, v in want.items()}
+    full = evaluate(model_scorer(cell), cell.store, users, positions, cell.cfg.dataset.max_len, average="targets")
+    assert evaluate_part(cell, "valid") != {f"valid/{k}": v for k, v in full.items()}
+    tu, tp = split_targets(cell.split.valid_start, cell.split.test_start, cell.store.lengths, "test")
+    test = evaluate(model_scorer(cell), cell.store, tu, tp, cell.cfg.dataset.max_len, average="targets")
+    assert len(tu) > 300 and evaluate_part(cell, "test") == {f"test/{k}": v for k, v in test.items()}  # never sampled
+    cell.cfg.train.valid_targets = 0
+    assert evaluate_part(cell, "valid") == {f"valid/{k}": v for k, v in full.items()}
 
 
 def test_finetuned_baseline_logs_the_forgetting_curve_without_kdsr():
