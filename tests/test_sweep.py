@@ -12,13 +12,17 @@ from harness import config as C
 from harness import sweep as S
 
 REPO = Path(__file__).resolve().parents[1]
-SHIPPED = {"figure4": 48, "table2": 180, "ablation": 95, "demo": 4, "ci": 4, "ci-encoders": 5}
+SHIPPED = {"figure4": 48, "table2": 180, "ablation": 95, "demo": 4, "ci": 4, "ci-encoders": 5, "kdsr-results": 24}
 
 
 def write(tmp_path: Path, data: dict, name: str = "s.yaml") -> Path:
     path = tmp_path / name
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
+
+
+def test_every_sweep_file_is_checked_here():
+    assert {p.stem for p in (REPO / "sweeps").glob("*.yaml")} == set(SHIPPED)
 
 
 @pytest.mark.parametrize("name", sorted(SHIPPED))
