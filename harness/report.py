@@ -313,7 +313,7 @@ def forgetting_curves(df: pd.DataFrame, parent: dict | None) -> pd.DataFrame:
     history and of the validation metric (the accuracy the forgetting goes along with)."""
     import mlflow
 
-    keys = sorted(c[len("metrics."):] for c in df.columns if c.startswith("metrics.monitor/"))
+    keys = sorted((c[len("metrics."):] for c in df.columns if c.startswith("metrics.monitor/")), key=lambda k: ("_id_" in k, k))
     if not keys:
         raise LookupError("no run logged monitor/* metrics (the forgetting monitor needs frozen/finetune items or KDSR)")
     keys.append(valid_key(df))
