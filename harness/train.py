@@ -136,7 +136,7 @@ def forgetting_monitor(cfg: Config, kdsr: Any, features: dict[str, Any], device:
     """KDSR's monitor, or (``kdsr.monitor`` on, modality tables, no KDSR) a standalone one: the
     fine-tuned baseline logs the same forgetting curve as its KDSR counterpart."""
     if kdsr is not None:
-        return kdsr.monitor if cfg.kdsr.monitor else None
+        return kdsr.forgetting  # None when kdsr.monitor is off
     if not (cfg.kdsr.monitor and features and cfg.model.items != "id"):
         return None
     from harness.kdsr import ForgettingMonitor
