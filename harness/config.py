@@ -84,12 +84,13 @@ class KDSRConfig:
     async_train: bool = True
     async_epochs: int = 5  # E: epochs for the embedding LR to reach the base LR
     async_start: float = 0.1  # starting fraction of the base LR
+    async_scope: str = "modality"  # modality: the modality tables / projections only (the paper) | all: also the ID table
     pairs: str = "sample"  # all | sample
     max_pairs: int = 64  # per sequence, when pairs=sample
     monitor: bool = True  # modality-forgetting Pearson monitor each epoch
     monitor_pairs: int = 20_000  # fixed random item pairs the monitor correlates over
     dissected_hidden: int = 64  # width of W1 in the student's dissected head
-    teacher_seed: int = 0  # seeds the teacher fit (autoencoder, pair sample, codebook)
+    teacher_seed: int | None = None  # seeds the teacher fit (autoencoder, pair sample, codebook); None = train.seed
     signals: str = "auto"  # auto | onthefly | table: teacher signals computed per batch or gathered from N x N tables
 
 
@@ -215,6 +216,7 @@ _CHOICES = {
     "kdsr.score": ("cosine", "dot", "euclidean", "manhattan"),
     "kdsr.quantizer": ("vq", "kmeans"),
     "kdsr.pairs": ("all", "sample"),
+    "kdsr.async_scope": ("modality", "all"),
     "train.device": ("auto", "cpu", "cuda"),
     "train.eval_ties": ("expected", "pessimistic", "optimistic"),
     "train.samples": ("windows", "prefixes"),

@@ -114,10 +114,12 @@ class RankingAccumulator:
         self.ties = check_choice(ties, TIES, "tie convention")
         self._values: dict[str, list[np.ndarray]] = {name: [] for name in metric_names(self.ks)}
         self._users: list[np.ndarray] = []
+        self._counts: list[np.ndarray] = []  # [2, B] (above, tied) per chunk: what paired tests need
 
     def add(self, scores: torch.Tensor, targets: torch.Tensor, users: np.ndarray | torch.Tensor) -> None:
         """Rank ``targets`` (0-based item indices) within ``scores [B, N]``; ``users`` groups targets."""
         above, tied = rank_counts(scores, targets)
+        self._counts.append(torch.stack([above, tied]).to(torch.int32).cpu().numpy())
         metrics = target_metrics(above, tied, self.ks, self.ties)
         stacked = torch.stack(list(metrics.values())).cpu().numpy()  # one device-to-host copy per chunk
         for name, values in zip(metrics, stacked):
@@ -127,6 +129,11 @@ class RankingAccumulator:
     def per_target(self) -> dict[str, np.ndarray]:
         """All collected values, in the order they were added."""
         return {name: np.concatenate(parts) if parts else np.zeros(0) for name, parts in self._values.items()}
+
+    def ranks(self) -> dict[str, np.ndarray]:
+        """Per target, in the order added: ``above`` (items scored strictly higher) and ``tied`` (int32)."""
+        counts = np.concatenate(self._counts, axis=1) if self._counts else np.zeros((2, 0), dtype=np.int32)
+        return {"above": counts[0], "tied": counts[1]}
 
     def result(self, average: str = "targets") -> dict[str, float]:
         """Mean of every metric over targets, or over users (each user's targets averaged first)."""
@@ -188,8 +195,10 @@ def evaluate(
     mask_history: bool = False,
     device: torch.device | str = "cpu",
     progress: bool = False,
-) -> dict[str, float]:
-    """Rank the item at ``seq[u][p]`` for every (u, p) given the history before it; metrics by name."""
+    return_ranks: bool = False,
+) -> dict[str, float] | tuple[dict[str, float], dict[str, np.ndarray]]:
+    """Rank the item at ``seq[u][p]`` for every (u, p) given the history before it; metrics by name
+    (and, with ``return_ranks``, the per-target rank counts of :meth:`RankingAccumulator.ranks`)."""
     acc = RankingAccumulator(ks, ties)
     chunks = range(0, len(users), batch_size)
     for lo in tqdm(chunks, desc="eval", leave=False, disable=not progress or len(chunks) < 8, mininterval=5):
@@ -201,7 +210,15 @@ def evaluate(
             rows, items = store.seen(u, p)
             scores = mask_seen(scores, targets, to_tensor(rows, scores.device), to_tensor(items, scores.device))
         acc.add(scores, targets, u)
-    return acc.result(average)
+    return (acc.result(average), acc.ranks()) if return_ranks else acc.result(average)
+
+
+def targets_digest(users: np.ndarray, positions: np.ndarray) -> str:
+    """A short hash of the (user, position) target list: two runs' per-target ranks pair only when it matches."""
+    import hashlib
+
+    data = np.stack([np.asarray(users, dtype=np.int64), np.asarray(positions, dtype=np.int64)])
+    return hashlib.sha256(data.tobytes()).hexdigest()[:16]
 
 
 class MostPopular:

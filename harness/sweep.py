@@ -30,12 +30,10 @@ from typing import Any
 import yaml
 
 from harness import config as C
+from harness.run_schema import ROLE_CELL, ROLE_SWEEP, TAG_KEY, TAG_ROLE, TAG_SWEEP, finished_keys, run_tags, search_all
 
 ENV_EXPERIMENT = "MLFLOW_EXPERIMENT_ID"
 ENV_PARENT = "HARNESS_PARENT_RUN_ID"
-TAG_KEY = "harness.cell_key"
-TAG_SWEEP = "harness.sweep"
-TAG_ROLE = "harness.role"
 TOP_KEYS = ("name", "experiment", "description", "base", "grid", "exclude")
 REPO = Path(__file__).resolve().parents[1]
 
@@ -277,7 +275,7 @@ def _parent_tags(sweep: Sweep) -> dict[str, str]:
 
     overrides = " ".join(sweep.overrides)
     ident = hashlib.sha256(f"{sweep.name}\0{overrides}".encode()).hexdigest()[:16]
-    return {TAG_ROLE: "sweep", TAG_SWEEP: sweep.name, "harness.sweep_id": ident, "harness.sweep_overrides": overrides or "-"}
+    return {TAG_ROLE: ROLE_SWEEP, TAG_SWEEP: sweep.name, "harness.sweep_id": ident, "harness.sweep_overrides": overrides or "-"}
 
 
 def _describe(client, run_id: str, sweep: Sweep) -> None:
@@ -292,7 +290,7 @@ def _describe(client, run_id: str, sweep: Sweep) -> None:
 def _parent(client, experiment_id: str, sweep: Sweep) -> str:
     """The sweep's parent run (same name and overrides): reused by a rerun, else created."""
     tags = _parent_tags(sweep)
-    query = f"tags.`{TAG_ROLE}` = 'sweep' and tags.`harness.sweep_id` = '{tags['harness.sweep_id']}'"
+    query = f"tags.`{TAG_ROLE}` = '{ROLE_SWEEP}' and tags.`harness.sweep_id` = '{tags['harness.sweep_id']}'"
     found = client.search_runs([experiment_id], filter_string=query, max_results=1, order_by=["attributes.start_time DESC"])
     if found:
         run_id = found[0].info.run_id
@@ -322,23 +320,6 @@ def context_from_env(sweep: Sweep) -> Context:
     return prepare(sweep)
 
 
-def search_all(client, experiment_id: str, query: str = "") -> list:
-    """Every active run of the experiment matching ``query`` (all pages)."""
-    runs, token = [], None
-    while True:
-        page = client.search_runs([experiment_id], filter_string=query, max_results=1000, page_token=token)
-        runs += list(page)
-        token = page.token
-        if not token:
-            return runs
-
-
-def finished_keys(client, experiment_id: str) -> set[str]:
-    """Cell keys with a FINISHED run in the experiment (what a rerun skips)."""
-    runs = search_all(client, experiment_id, "attributes.status = 'FINISHED'")
-    return {r.data.tags[TAG_KEY] for r in runs if TAG_KEY in r.data.tags}
-
-
 def pending(sweep: Sweep, ctx: Context) -> list[Cell]:
     """Cells without a FINISHED run."""
     from mlflow import MlflowClient
@@ -350,69 +331,15 @@ def pending(sweep: Sweep, ctx: Context) -> list[Cell]:
 # ------------------------------------------------------------------------------------------- one cell
 
 
-def encoder_tags(cfg: C.Config) -> dict[str, str]:
-    """What the report plots against: modality, encoder name(s), parameter count and encode cost.
-
-    Read from the feature manifests the pre-encode step wrote (no encoder import in the cell); the
-    registry (``encoders.get_info``) only answers for features not cached yet.
-    """
-    used = {m: e for m, e in (("text", cfg.features.text_encoder), ("image", cfg.features.image_encoder)) if e}
-    if not used:
-        return {"harness.modality": "id"}
-    tags = {"harness.modality": "+".join(used), "harness.encoder": "+".join(used.values())}
-    params, costs = 0, []
-    for modality, name in used.items():
-        manifest = feature_manifest(cfg.dataset.name, name, modality, cfg.features.cache_dir)
-        count = manifest.get("params")
-        if count is None:
-            import encoders
-
-            count = encoders.get_info(name).params
-        params += int(count)
-        tags[f"harness.encoder.{modality}.params"] = str(count)
-        if manifest:
-            costs.append(encode_cost(manifest))
-            tags[f"harness.encode_seconds.{modality}"] = f"{costs[-1][0]:.6g}"
-    tags["harness.encoder_params"] = str(params)
-    if costs:
-        tags["harness.encode_seconds"] = f"{sum(c[0] for c in costs):.6g}"
-        tags["harness.encode_device"] = "+".join(sorted({c[1] for c in costs}))
-    return tags
-
-
-def feature_manifest(dataset: str, encoder: str, modality: str, cache_root: str | None = None) -> dict:
-    """The manifest of cached features ({} when not cached)."""
-    import json
-
-    from harness.features.layout import feature_dir
-
-    path = feature_dir(dataset, encoder, modality, cache_root) / "manifest.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
-def encode_cost(manifest: dict) -> tuple[float, str]:
-    """(device-seconds, device type) the features took: the sum of every chunk's encode seconds over all
-    runs that built the cache (GPU-seconds for a GPU encode), else the final run's per-rank busy seconds,
-    else wall seconds x world size."""
-    seconds = float(manifest.get("encode_seconds_all_runs") or 0.0)
-    seconds = seconds or sum(float(r.get("seconds") or 0.0) for r in manifest.get("ranks") or [])
-    if not seconds:
-        seconds = float((manifest.get("throughput") or {}).get("seconds") or 0.0) * int(manifest.get("world_size") or 1)
-    return seconds, str(manifest.get("device") or "cpu")
-
-
 def cell_tags(sweep: Sweep, cell: Cell) -> dict[str, str]:
-    """Tags that identify the cell in MLflow (key, sweep, axis labels, Slurm ids) plus encoder metadata."""
-    cfg = cell.config
-    tags = {TAG_KEY: cell.key, TAG_SWEEP: sweep.name, TAG_ROLE: "cell", "harness.cell_index": str(cell.index),
-            "harness.grids": ",".join(map(str, cell.grids)), "harness.dataset": cfg.dataset.name,
-            "harness.model": cfg.model.name, "harness.items": cfg.model.items, "harness.dim": str(cfg.model.dim),
-            "harness.seed": str(cfg.train.seed), "harness.kdsr": str(cfg.kdsr.enabled).lower()}
+    """Tags that identify the cell in MLflow (sweep, axis labels, Slurm ids) on top of the run's own
+    (``run_schema.run_tags``: what it computes; the encoder tags and metrics are logged by the run)."""
+    tags = {**run_tags(cell.config), TAG_SWEEP: sweep.name, TAG_ROLE: ROLE_CELL, "harness.cell_index": str(cell.index),
+            "harness.grids": ",".join(map(str, cell.grids))}
     tags.update({f"harness.axis.{axis}": label for axis, label in cell.labels.items()})
     for var in ("SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_JOB_ID"):
         if os.environ.get(var):
             tags[f"slurm.{var[6:].lower()}"] = os.environ[var]
-    tags.update(encoder_tags(cell.config))
     return tags
 
 
@@ -483,7 +410,7 @@ def run_cell(sweep: Sweep, index: int, ctx: Context | None = None) -> int:
         try:
             tags = cell_tags(sweep, cell)
         except Exception:
-            logger = MLflowLogger(cfg.tracking, tags={TAG_KEY: cell.key, TAG_SWEEP: sweep.name, TAG_ROLE: "cell"})
+            logger = MLflowLogger(cfg.tracking, tags={TAG_KEY: cell.key, TAG_SWEEP: sweep.name, TAG_ROLE: ROLE_CELL})
             logger.finish("FAILED", traceback.format_exc())
             raise
         return _train(train.run, cfg, MLflowLogger(cfg.tracking, tags=tags))
@@ -633,7 +560,7 @@ def finalize(sweep: Sweep, ctx: Context) -> dict[str, int]:
 
     client = MlflowClient(ctx.uri)
     best: dict[str, Any] = {}
-    for run in search_all(client, ctx.experiment_id, f"tags.`{TAG_ROLE}` = 'cell'"):
+    for run in search_all(client, ctx.experiment_id, f"tags.`{TAG_ROLE}` = '{ROLE_CELL}'"):
         key, old = run.data.tags.get(TAG_KEY), best.get(run.data.tags.get(TAG_KEY))
         if old is None or (run.info.status == "FINISHED", run.info.start_time) > (old.info.status == "FINISHED", old.info.start_time):
             best[key] = run

@@ -11,6 +11,7 @@ target. The loss is cross-entropy over all items. See docs/TRAINING.md.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import random
 import sys
@@ -27,8 +28,9 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from harness.batching import SequenceStore, causal_windows, prefix_targets, to_tensor
-from harness.config import Config, cell_key, load, to_dict, to_yaml
-from harness.evaluation import PROTOCOL_AVERAGE, evaluate, metric_names, sample_targets, split_targets
+from harness.config import Config, load, to_dict, to_yaml
+from harness.evaluation import PROTOCOL_AVERAGE, evaluate, metric_names, sample_targets, split_targets, targets_digest
+from harness.run_schema import encoder_record, machine_tags, run_tags
 from harness.tracking import Logger, MLflowLogger
 
 MODALITIES = ("text", "image")
@@ -98,14 +100,29 @@ def load_modalities(cfg: Config, dataset: Any) -> dict[str, Any]:
 
 
 def make_optimizer(cfg: Config, model: torch.nn.Module, extra: torch.nn.Module | None = None) -> torch.optim.Optimizer:
-    """Adam with two groups: the item tables (``embeddings``, KDSR's asynchronous LR) and the rest
-    (backbone, plus the trainable student heads of KDSR when ``extra`` has parameters)."""
-    tables = list(model.items.embedding_parameters())
-    table_ids = {id(p) for p in tables}
+    """Adam with two groups: ``async`` (the item tables KDSR's asynchronous LR applies to, by
+    ``kdsr.async_scope``) and ``other`` (backbone, ID table unless the scope is ``all``, and the
+    trainable student heads of KDSR when ``extra`` has parameters)."""
+    slow = list(model.items.async_parameters(cfg.kdsr.async_scope))
+    slow_ids = {id(p) for p in slow}
     params = {id(p): p for p in [*model.parameters(), *(extra.parameters() if extra is not None else [])]}  # dedup shared
-    rest = [p for key, p in params.items() if p.requires_grad and key not in table_ids]
-    groups = [{"params": tables, "name": "embeddings"}, {"params": rest, "name": "other"}]
+    rest = [p for key, p in params.items() if p.requires_grad and key not in slow_ids]
+    groups = [{"params": slow, "name": "async"}, {"params": rest, "name": "other"}]
     return torch.optim.Adam([g for g in groups if g["params"]], lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+
+
+def resolved_kdsr(cfg: Config) -> Config:
+    """A copy of ``cfg`` whose teacher seed follows ``train.seed`` unless ``kdsr.teacher_seed`` pins it,
+    so the spread over training seeds includes the teacher's variance."""
+    if cfg.kdsr.teacher_seed is not None:
+        return cfg
+    return dataclasses.replace(cfg, kdsr=dataclasses.replace(cfg.kdsr, teacher_seed=cfg.train.seed))
+
+
+def kdsr_losses_on(cfg: Config) -> bool:
+    """KDSR with at least one loss; ``kdsr.enabled`` with both losses off is the control arm that keeps only
+    the asynchronous schedule (no teacher is fitted for it)."""
+    return cfg.kdsr.enabled and (cfg.kdsr.holistic or cfg.kdsr.dissected)
 
 
 def setup(cfg: Config) -> Cell:
@@ -121,10 +138,10 @@ def setup(cfg: Config) -> Cell:
     features = load_modalities(cfg, dataset)
     model = build_model(cfg, dataset.num_items, features).to(device)
     kdsr = None
-    if cfg.kdsr.enabled:
+    if kdsr_losses_on(cfg):
         from harness.kdsr import build_kdsr
 
-        kdsr = build_kdsr(cfg.kdsr, dataset, split, features, cfg.features.cache_dir, dim=cfg.model.dim)
+        kdsr = build_kdsr(resolved_kdsr(cfg).kdsr, dataset, split, features, cfg.features.cache_dir, dim=cfg.model.dim)
         if isinstance(kdsr, torch.nn.Module):
             kdsr.to(device)
     heads = kdsr if isinstance(kdsr, torch.nn.Module) else None
@@ -140,8 +157,9 @@ def forgetting_monitor(cfg: Config, kdsr: Any, features: dict[str, Any], device:
     if not (cfg.kdsr.monitor and features and cfg.model.items != "id"):
         return None
     from harness.kdsr import ForgettingMonitor
+    from harness.kdsr.monitor import MONITOR_SEED
 
-    return ForgettingMonitor(features, cfg.kdsr.monitor_pairs, cfg.kdsr.teacher_seed).to(device)
+    return ForgettingMonitor(features, cfg.kdsr.monitor_pairs, MONITOR_SEED).to(device)
 
 
 # ----------------------------------------------------------------------------- training
@@ -210,14 +228,13 @@ def batch_loss(cell: Cell, inputs: torch.Tensor, targets: torch.Tensor) -> dict[
 
 
 def set_epoch_lr(cell: Cell, epoch: int) -> None:
-    """Base LR everywhere; the ``embeddings`` group follows KDSR's asynchronous schedule when enabled."""
-    factor = 1.0
-    if cell.kdsr is not None:
-        from harness.kdsr import embedding_lr_factor
+    """Base LR everywhere; the ``async`` group follows KDSR's asynchronous schedule when ``kdsr.enabled``
+    (with or without its losses) and ``kdsr.async_train``."""
+    from harness.kdsr import embedding_lr_factor
 
-        factor = embedding_lr_factor(epoch, cell.cfg.kdsr)
+    factor = embedding_lr_factor(epoch, cell.cfg.kdsr)
     for group in cell.optimizer.param_groups:
-        group["lr"] = cell.cfg.train.lr * (factor if group.get("name") == "embeddings" else 1.0)
+        group["lr"] = cell.cfg.train.lr * (factor if group.get("name") == "async" else 1.0)
 
 
 def train_epoch(cell: Cell, samples: tuple[np.ndarray, ...], epoch: int) -> dict[str, float]:
@@ -262,14 +279,15 @@ def model_scorer(cell: Cell):
     return score
 
 
-def evaluate_part(cell: Cell, part: str, score_fn=None) -> dict[str, float]:
-    """Full-ranking metrics on ``part`` ("valid" | "test"), named ``<part>/<metric>``."""
+def evaluate_part(cell: Cell, part: str, score_fn=None, logger: Logger | None = None) -> dict[str, float]:
+    """Full-ranking metrics on ``part`` ("valid" | "test"), named ``<part>/<metric>``; with a ``logger``,
+    the per-target rank counts are logged too (``Logger.log_ranks``: what paired significance tests read)."""
     cfg = cell.cfg
     users, positions = split_targets(cell.split.valid_start, cell.split.test_start, cell.store.lengths, part)
     if part == "valid":  # model selection may use a fixed sample (the same targets every epoch); the test never does
         users, positions = sample_targets(users, positions, cfg.train.valid_targets)
     cell.model.eval()
-    metrics = evaluate(
+    metrics, ranks = evaluate(
         score_fn or model_scorer(cell),
         cell.store,
         users,
@@ -281,7 +299,10 @@ def evaluate_part(cell: Cell, part: str, score_fn=None) -> dict[str, float]:
         mask_history=cfg.train.mask_history,
         device=cell.device,
         progress=True,
+        return_ranks=True,
     )
+    if logger is not None:
+        logger.log_ranks(part, ranks["above"], ranks["tied"], targets_digest(users, positions))
     return {f"{part}/{k}": v for k, v in metrics.items()}
 
 
@@ -340,11 +361,9 @@ def log_run_header(cell: Cell, logger: Logger) -> None:
     })
     if cell.kdsr is not None and getattr(cell.kdsr, "teacher_info", None):
         logger.log_dict(cell.kdsr.teacher_info, "kdsr_teachers.json")
-    logger.set_tags({
-        "cell_key": cell_key(cfg), "dataset": cfg.dataset.name, "model": cfg.model.name, "items": cfg.model.items,
-        "kdsr": cfg.kdsr.enabled, "text_encoder": cfg.features.text_encoder or "", "image_encoder": cfg.features.image_encoder or "",
-        "device": str(cell.device),
-    })
+    encoder_tags, encoder_metrics = encoder_record(cfg)
+    logger.set_tags({**run_tags(cfg), **encoder_tags, **machine_tags(), "harness.device": str(cell.device)})
+    logger.log_metrics(encoder_metrics)
 
 
 def run(cfg: Config, logger: Logger) -> dict[str, float]:
@@ -352,7 +371,7 @@ def run(cfg: Config, logger: Logger) -> dict[str, float]:
     cell = setup(cfg)
     log_run_header(cell, logger)
     result = fit(cell, logger)
-    final = evaluate_part(cell, "test")
+    final = evaluate_part(cell, "test", logger=logger)
     final.update({"best_epoch": result.best_epoch, "epochs_run": result.epochs, "train_time_s": result.train_time_s})
     final.update({f"best_{k}": v for k, v in result.best_valid.items()})
     logger.log_metrics(final, step=result.best_epoch)

@@ -19,7 +19,7 @@ import pytest
 
 from harness.encode import main
 from harness.features.shards import finished_chunks, read_shard
-from harness.sweep import encode_cost
+from harness.run_schema import encode_cost
 
 REPO = Path(__file__).resolve().parents[1]
 N_CHUNKS = 54  # ceil(3416 / 64)

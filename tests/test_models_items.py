@@ -130,20 +130,23 @@ def test_normalise_with_no_valid_row_is_zero():
 
 
 @pytest.mark.parametrize("mode", ["id", "frozen", "finetune"])
-def test_supervised_and_embedding_parameters_per_mode(mode):
+def test_supervised_and_async_parameters_per_mode(mode):
     items = _items(mode)
     seq = torch.tensor([[1, 2, 0]])
     out = items.supervised("text", seq)
     assert out.shape == (1, 3, D)
-    params = items.embedding_parameters()
-    assert params[0] is items.id.weight
-    expected = {"id": 1, "frozen": 3, "finetune": 2}[mode]  # + projection weight and bias | + table
-    assert len(params) == expected
+    modality = items.async_parameters()  # default scope: the modality part only (the paper's slow start)
+    assert len(modality) == {"id": 0, "frozen": 2, "finetune": 1}[mode]  # projection weight and bias | table
+    assert all(p is not items.id.weight for p in modality)
+    every = items.async_parameters("all")
+    assert every[0] is items.id.weight and every[1:] == modality
     out.sum().backward()
-    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in params)
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in every)
     if mode == "id":
         torch.testing.assert_close(out, items.id(seq))
     assert items.modalities == ["text"]
+    with pytest.raises(ValueError, match="valid: modality, all"):
+        items.async_parameters("ids")
 
 
 def test_bare_arrays_count_zero_rows_as_invalid():

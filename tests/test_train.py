@@ -10,7 +10,9 @@ from mlflow import MlflowClient
 from harness.config import load
 from harness.evaluation import MostPopular, evaluate, metric_names, sample_targets, split_targets
 from harness.tracking import MemoryLogger, mlflow_key
-from harness.train import evaluate_part, fit, main, model_scorer, run, setup
+from harness.kdsr import teacher_spec
+from harness.run_schema import method_label
+from harness.train import evaluate_part, fit, main, model_scorer, resolved_kdsr, run, set_epoch_lr, setup
 
 TINY = ["dataset=ml-100k", "dataset.protocol=leave-one-out", "dataset.max_len=20", "model.dim=16", "model.layers=1",
         "train.device=cpu", "train.batch_size=128", "train.threads=1"]
@@ -44,7 +46,8 @@ def test_logger_receives_the_expected_names():
     assert log.history("test/hr@20") == [(final["best_epoch"], final["test/hr@20"])]
     assert log.params["train.epochs"] == 2 and log.params["data.items"] == 1349 and log.params["data.users"] == 943
     assert "train:\n" in log.artifacts["config.yaml"] and log.artifacts["results.json"] == final
-    assert log.tags["dataset"] == "ml-100k" and len(log.tags["cell_key"]) == 16
+    assert log.tags["harness.dataset"] == "ml-100k" and len(log.tags["harness.cell_key"]) == 16
+    assert log.metrics[0][:2] == ("encoder.params", 0.0)  # ID-only: no encoder, a number the MLflow UI can chart
 
 
 def test_cpu_runs_are_deterministic():
@@ -127,12 +130,44 @@ def test_kdsr_cell_logs_its_losses_and_follows_the_async_schedule():
     log = MemoryLogger()
     fit(cell, log)
     lrs = {g["name"]: g["lr"] for g in cell.optimizer.param_groups}
-    assert lrs == {"embeddings": pytest.approx(cfg.train.lr * (0.25 + 0.75 * 1 / 4)), "other": cfg.train.lr}  # epoch 1
+    assert lrs == {"async": pytest.approx(cfg.train.lr * (0.25 + 0.75 * 1 / 4)), "other": cfg.train.lr}  # epoch 1
+    slow = cell.optimizer.param_groups[0]["params"]
+    assert [id(p) for p in slow] == [id(cell.model.items.tables["text"])]  # the ID table learns at the full rate
     for name in ("train/holistic", "train/dissected", "train/rec", "monitor/pearson_text"):
         assert len(log.history(name)) == 2, name
     rec, loss = log.history("train/rec")[0][1], log.history("train/loss")[0][1]
     hol, dis = log.history("train/holistic")[0][1], log.history("train/dissected")[0][1]
     assert loss == pytest.approx(rec + cfg.kdsr.lambda_holistic * hol + cfg.kdsr.lambda_dissected * dis, rel=1e-4)
+
+
+def test_async_scope_all_also_slows_the_id_table():
+    cell = setup(load(overrides=TINY + TEXT + ["kdsr.enabled=true", "kdsr.async_scope=all", "kdsr.monitor=false"]))
+    slow = {id(p) for p in cell.optimizer.param_groups[0]["params"]}
+    assert cell.optimizer.param_groups[0]["name"] == "async"
+    assert slow == {id(cell.model.items.id.weight), id(cell.model.items.tables["text"])}
+    set_epoch_lr(cell, 0)
+    assert [g["lr"] for g in cell.optimizer.param_groups] == pytest.approx([cell.cfg.train.lr * 0.1, cell.cfg.train.lr])
+
+
+def test_async_control_arm_has_the_schedule_but_no_teacher_or_kdsr_loss():
+    cfg = load(overrides=TINY + TEXT + ["kdsr.enabled=true", "kdsr.holistic=false", "kdsr.dissected=false",
+                                        "kdsr.async_epochs=2", "train.epochs=1"])
+    cell = setup(cfg)
+    assert cell.kdsr is None and cell.monitor is not None  # no teacher fitted; forgetting still measured
+    log = MemoryLogger()
+    fit(cell, log)
+    assert {g["name"]: g["lr"] for g in cell.optimizer.param_groups} == {"async": pytest.approx(cfg.train.lr * 0.1),
+                                                                          "other": cfg.train.lr}
+    assert not log.history("train/holistic") and len(log.history("monitor/pearson_text")) == 1
+    assert method_label(cfg) == "finetune+async" and method_label(load(overrides=TINY + TEXT)) == "finetune"
+
+
+def test_teacher_seed_follows_the_training_seed_unless_pinned():
+    seeded = [resolved_kdsr(load(overrides=TINY + TEXT + ["kdsr.enabled=true", f"train.seed={s}"])) for s in (3, 4)]
+    assert [c.kdsr.teacher_seed for c in seeded] == [3, 4]
+    assert teacher_spec(seeded[0].kdsr) != teacher_spec(seeded[1].kdsr)  # two teachers, two cache entries
+    pinned = resolved_kdsr(load(overrides=TINY + TEXT + ["kdsr.enabled=true", "train.seed=3", "kdsr.teacher_seed=0"]))
+    assert pinned.kdsr.teacher_seed == 0
 
 
 def test_validation_on_a_target_sample_and_the_test_in_full():

@@ -33,7 +33,7 @@ def teacher_spec(cfg: KDSRConfig) -> TeacherSpec:
         sub_vectors=cfg.sub_vectors,
         codes=cfg.codes,
         fit_pairs=cfg.fit_pairs,
-        seed=cfg.teacher_seed,
+        seed=cfg.teacher_seed if cfg.teacher_seed is not None else 0,  # train.setup resolves None to train.seed
     )
 
 

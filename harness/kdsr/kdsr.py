@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from harness.config import KDSRConfig
-from harness.kdsr.monitor import ForgettingMonitor
+from harness.kdsr.monitor import MONITOR_SEED, ForgettingMonitor
 from harness.kdsr.pairs import sample_positions
 from harness.kdsr.signals import use_tables
 from harness.kdsr.student import StudentHeads, dissected_loss, holistic_loss, pair_mask
@@ -49,7 +49,7 @@ class KDSR(nn.Module):
         self.tables = nn.ModuleDict({m: TeacherTable(t, progress=True) for m, t in tabled.items()})
         valid = {m: t.valid for m, t in teachers.items()}
         on = cfg.monitor and monitor_features
-        self.forgetting = ForgettingMonitor(monitor_features, cfg.monitor_pairs, cfg.teacher_seed, valid) if on else None
+        self.forgetting = ForgettingMonitor(monitor_features, cfg.monitor_pairs, MONITOR_SEED, valid) if on else None
 
     @property
     def modalities(self) -> list[str]:

@@ -16,6 +16,9 @@ import torch.nn.functional as F
 from torch import nn
 
 
+MONITOR_SEED = 0  # every run (any training seed, any method) is measured on the same item pairs
+
+
 def monitor_pairs(valid: np.ndarray, n_pairs: int, seed: int = 0) -> np.ndarray:
     """[P, 2] int64 random pairs of distinct items with valid features (fixed by ``seed``)."""
     items = np.flatnonzero(valid)

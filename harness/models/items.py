@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 MODES = ("id", "frozen", "finetune")
+ASYNC_SCOPES = ("modality", "all")
 ID_INIT_STD = 0.02  # item tables start at the scale common to SASRec implementations (RecBole)
 
 
@@ -196,13 +197,19 @@ class ItemRepresentation(nn.Module):
             return self.id(item_seq)
         return self.modality_vectors(modality, item_seq)
 
-    def embedding_parameters(self) -> list[nn.Parameter]:
-        """Parameters of the item tables (ID table, modality tables or projections).
+    def modality_parameters(self) -> list[nn.Parameter]:
+        """The trainable modality part: fine-tuned tables (``finetune``) or projections (``frozen``).
 
-        The training loop puts them in the param group whose learning rate follows KDSR's
-        asynchronous schedule.
+        KDSR's asynchronous schedule slows these at the start (the paper's design); ``id`` mode has none.
         """
-        return [self.id.weight, *self.tables.values(), *self.projections.parameters()]
+        return [*self.tables.values(), *self.projections.parameters()]
+
+    def async_parameters(self, scope: str = "modality") -> list[nn.Parameter]:
+        """What KDSR's asynchronous learning rate applies to: ``modality`` (the modality tables /
+        projections) or ``all`` (also the ID table; the harness' behaviour before the scope existed)."""
+        if scope not in ASYNC_SCOPES:
+            raise ValueError(f"unknown async scope {scope!r}; valid: {', '.join(ASYNC_SCOPES)}")
+        return [self.id.weight, *self.modality_parameters()] if scope == "all" else self.modality_parameters()
 
     def extra_repr(self) -> str:
         return f"num_items={self.num_items}, dim={self.dim}, mode={self.mode!r}, modalities={self.modalities}"
