@@ -15,14 +15,18 @@ from __future__ import annotations
 
 import abc
 import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from harness.config import TrackingConfig
 
 DEFAULT_URI = "sqlite:///mlruns.db"
 STATUSES = ("FINISHED", "FAILED", "KILLED")
+RANKS_DIR = "ranks"  # artifact folder of Logger.log_ranks: ranks/<part>.npz
 
 
 def is_rank_zero() -> bool:
@@ -58,6 +62,35 @@ def flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def check_ranks(above, tied) -> tuple[np.ndarray, np.ndarray]:
+    """``above`` / ``tied`` as int32 ``[n]`` arrays of non-negative counts, or a clear error."""
+    out = []
+    for name, values in (("above", above), ("tied", tied)):
+        arr = np.asarray(values.cpu() if hasattr(values, "cpu") else values)
+        if arr.ndim != 1 or (arr.size and not np.issubdtype(arr.dtype, np.integer)):
+            raise ValueError(f"rank counts {name!r} must be a 1-D integer array; got dtype {arr.dtype}, shape {arr.shape}")
+        if arr.size and (arr.min() < 0 or arr.max() > np.iinfo(np.int32).max):
+            raise ValueError(f"rank counts {name!r} must be non-negative int32 counts")
+        out.append(arr.astype(np.int32))
+    if out[0].shape != out[1].shape:
+        raise ValueError(f"above and tied must have one entry per target; got {out[0].shape} and {out[1].shape}")
+    return out[0], out[1]
+
+
+def save_ranks(path: str | Path, above: np.ndarray, tied: np.ndarray, digest: str) -> Path:
+    """Write rank counts as a compressed ``.npz`` (``above``, ``tied`` int32, ``digest``)."""
+    above, tied = check_ranks(above, tied)
+    with open(path, "wb") as f:  # a file object: np.savez_compressed would otherwise append ".npz"
+        np.savez_compressed(f, above=above, tied=tied, digest=np.array(digest))
+    return Path(path)
+
+
+def load_ranks(path: str | Path) -> dict[str, Any]:
+    """``{"above": int32 [n], "tied": int32 [n], "digest": str}`` from a file written by :func:`save_ranks`."""
+    with np.load(path, allow_pickle=False) as data:
+        return {"above": data["above"].astype(np.int32), "tied": data["tied"].astype(np.int32), "digest": str(data["digest"])}
+
+
 class Logger(abc.ABC):
     """What a training run records. Subclasses implement the ``_``-prefixed methods; rank checks live here."""
 
@@ -89,6 +122,28 @@ class Logger(abc.ABC):
     def set_tags(self, tags: dict[str, Any]) -> None:
         if self.active:
             self._set_tags({k: str(v) for k, v in tags.items()})
+
+    def log_ranks(self, part: str, above: np.ndarray, tied: np.ndarray, targets_digest: str) -> None:
+        """Per-target rank counts of one evaluation part (``"test"``), for paired significance tests.
+
+        ``above[i]``: items scored strictly above target i; ``tied[i]``: other items tied with it (same
+        target order for every method on one dataset/protocol; ``targets_digest`` hashes that target
+        list so a paired test can refuse unaligned runs). Stored as artifact ``ranks/<part>.npz``
+        (``above``/``tied`` int32, ``digest``; :func:`load_ranks` reads it back).
+        """
+        if not self.active:
+            return
+        above, tied = check_ranks(above, tied)
+        if not part or "/" in part:
+            raise ValueError(f"rank part must be a plain name like 'test'; got {part!r}")
+        self._log_ranks(part, above, tied, str(targets_digest))
+
+    def _log_ranks(self, part: str, above: np.ndarray, tied: np.ndarray, digest: str) -> None:
+        """Default: a compressed ``.npz`` written to a temporary folder and logged through ``_log_artifact``."""
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / f"{part}.npz"
+            save_ranks(path, above, tied, digest)
+            self._log_artifact(path, RANKS_DIR)
 
     def finish(self, status: str = "FINISHED", error: str | None = None) -> None:
         """End the run; ``error`` (e.g. a traceback) is kept as ``error.txt`` and an ``error`` tag."""
@@ -131,6 +186,7 @@ class MemoryLogger(Logger):
         self.metrics: list[tuple[str, float, int | None]] = []
         self.artifacts: dict[str, Any] = {}
         self.tags: dict[str, str] = {}
+        self.ranks: dict[str, dict[str, Any]] = {}  # part -> {"above": int32, "tied": int32, "digest": str}
         self.status: str | None = None
 
     def history(self, name: str) -> list[tuple[int | None, float]]:
@@ -157,6 +213,10 @@ class MemoryLogger(Logger):
 
     def _set_tags(self, tags):
         self.tags.update(tags)
+
+    def _log_ranks(self, part, above, tied, digest):
+        super()._log_ranks(part, above, tied, digest)
+        self.ranks[part] = {"above": above, "tied": tied, "digest": digest}
 
     def _finish(self, status):
         self.status = status
