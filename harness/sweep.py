@@ -29,6 +29,7 @@ from typing import Any
 
 import yaml
 
+from harness import archive
 from harness import config as C
 from harness.run_schema import ROLE_CELL, ROLE_SWEEP, TAG_KEY, TAG_ROLE, TAG_SWEEP, finished_keys, run_tags, search_all
 
@@ -282,8 +283,7 @@ def _describe(client, run_id: str, sweep: Sweep) -> None:
     """Parent tags a report needs: the axes of each grid and the cell count."""
     from mlflow.entities import RunTag
 
-    tags = {f"harness.axes.{g}": ",".join(sweep.axes(g)) for g in range(len(sweep.grids))}
-    tags["harness.n_cells"] = str(len(sweep.cells()))
+    tags = {k: v for k, v in sweep_tags(sweep).items() if k.startswith(("harness.axes.", "harness.n_cells"))}
     client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
 
 
@@ -391,8 +391,9 @@ def _train(run, cfg: C.Config, logger) -> int:
     return 0
 
 
-def run_cell(sweep: Sweep, index: int, ctx: Context | None = None) -> int:
-    """Run cell ``index`` as one MLflow child run; skip it when its key already FINISHED. Returns an exit code."""
+def run_cell(sweep: Sweep, index: int, ctx: Context | None = None, archive_dir: str | Path | None = None) -> int:
+    """Run cell ``index`` as one MLflow child run (or, with ``archive_dir``, as one record in that archive folder,
+    no MLflow needed); skip it when its key already FINISHED there. Returns an exit code."""
     cells = sweep.cells()
     if not 0 <= index < len(cells):
         raise IndexError(f"cell index {index} out of range: {sweep.name} has cells 0..{len(cells) - 1}")
@@ -400,6 +401,14 @@ def run_cell(sweep: Sweep, index: int, ctx: Context | None = None) -> int:
     from harness import train  # the heavy imports happen before the run exists
     from harness.tracking import MLflowLogger
 
+    if archive_dir is not None:
+        folder = archive_folder(sweep, archive_dir)
+        if cell.key in archived_keys(folder):
+            print(f"cell {index} [{cell.name}] key {cell.key} already in {folder}; skipped", flush=True)
+            return 0
+        print(f"cell {index} [{cell.name}] key {cell.key} -> {folder}", flush=True)
+        with _sigterm_raises():
+            return _train(train.run, cell.config, archive.ArchiveLogger(folder, cell_tags(sweep, cell), cell.name))
     ctx = ctx or context_from_env(sweep)
     if cell.key in finished_keys(init_store(ctx.uri), ctx.experiment_id):
         print(f"cell {index} [{cell.name}] key {cell.key} already FINISHED; skipped", flush=True)
@@ -414,6 +423,51 @@ def run_cell(sweep: Sweep, index: int, ctx: Context | None = None) -> int:
             logger.finish("FAILED", traceback.format_exc())
             raise
         return _train(train.run, cfg, MLflowLogger(cfg.tracking, tags=tags))
+
+
+# ------------------------------------------------------------------------------------------- archive
+
+
+def sweep_tags(sweep: Sweep) -> dict[str, str]:
+    """The parent run's tags a report needs: identity, the axes of each grid and the cell count."""
+    tags = {**_parent_tags(sweep), **{f"harness.axes.{g}": ",".join(sweep.axes(g)) for g in range(len(sweep.grids))}}
+    tags["harness.n_cells"] = str(len(sweep.cells()))
+    return tags
+
+
+def archive_folder(sweep: Sweep, root: str | Path) -> Path:
+    """``<root>/<sweep name>/``, with the sweep's description (``sweep.json``) written once."""
+    folder = Path(root) / sweep.name
+    if not (folder / archive.SWEEP_FILE).is_file():
+        archive.write_sweep(folder, sweep.experiment, sweep_tags(sweep), run_name=f"sweep:{sweep.name}")
+    return folder
+
+
+def archived_keys(folder: Path) -> set[str]:
+    """Cell keys with a FINISHED record in the archive folder (what a rerun into it skips)."""
+    records = (archive.load_record(f) for f in folder.glob("*.json") if f.name != archive.SWEEP_FILE)
+    return {r["cell_key"] for r in records if r.get("status") == "FINISHED"}
+
+
+def run_archive(sweep: Sweep, root: str | Path, jobs: int = 1, logs: str | Path | None = None) -> int:
+    """Every cell not yet in the archive, on this machine, ``jobs`` processes at a time, without MLflow
+    (e.g. a GPU box that has none); ``harness archive import`` later brings the records into MLflow."""
+    from tqdm import tqdm
+
+    folder = archive_folder(sweep, root)
+    todo = [c for c in sweep.cells() if c.key not in archived_keys(folder)]
+    print(f"{sweep.name}: {len(sweep.cells())} cells, {len(todo)} to run into {folder}, {jobs} at a time", flush=True)
+    pre_encode(todo)
+    env, logs = task_env(None, max(1, (os.cpu_count() or 1) // jobs)), log_dir(sweep, logs)
+    extra = ["--archive", str(Path(root).resolve())]
+    with ThreadPoolExecutor(max_workers=jobs) as pool, tqdm(total=len(todo), desc="cells") as bar:
+        futures = {pool.submit(_run_one, sweep, cell, env, logs, jobs == 1, extra): cell for cell in todo}
+        for future in as_completed(futures):
+            if future.result() != 0:
+                cell = futures[future]
+                bar.write(f"cell {cell.index} [{cell.name}] failed: {logs / f'cell-{cell.index:04d}.log'}")
+            bar.update()
+    return 0 if all(c.key in archived_keys(folder) for c in sweep.cells()) else 1
 
 
 # ------------------------------------------------------------------------------ fan-out: local / Slurm
@@ -436,12 +490,12 @@ def pre_encode(cells: list[Cell]) -> None:
         ensure_features(load_dataset(name, data_dir or None), encoder, modality, cache or None)
 
 
-def task_env(ctx: Context, threads: int | None = None) -> dict[str, str]:
+def task_env(ctx: Context | None, threads: int | None = None) -> dict[str, str]:
     """Environment for cell processes: the context, one shared absolute cache, no inherited Slurm job ids."""
     from harness.features.layout import default_cache_root
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_") or k == "SLURM_CONF"}
-    env.update(ctx.env())
+    env.update(ctx.env() if ctx is not None else {})
     env["HARNESS_CACHE_DIR"] = str(default_cache_root().resolve())
     if threads:
         env.setdefault("OMP_NUM_THREADS", str(threads))
@@ -460,9 +514,9 @@ def log_dir(sweep: Sweep, logs: str | Path | None = None) -> Path:
     return path.resolve()
 
 
-def _run_one(sweep: Sweep, cell: Cell, env: dict[str, str], logs: Path, echo: bool = False) -> int:
+def _run_one(sweep: Sweep, cell: Cell, env: dict[str, str], logs: Path, echo: bool = False, extra: list[str] = ()) -> int:
     """Run one cell in its own process, its output in the cell's log (and on the terminal with ``echo``)."""
-    cmd = [sys.executable, "-m", "harness.sweep", *cell_argv(sweep), "--index", str(cell.index)]
+    cmd = [sys.executable, "-m", "harness.sweep", *cell_argv(sweep), "--index", str(cell.index), *extra]
     with open(logs / f"cell-{cell.index:04d}.log", "wb", buffering=0) as out:  # unbuffered: `tail -f` follows it
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         for chunk in iter(lambda: proc.stdout.read1(4096), b""):  # read1: progress bars arrive as they draw
@@ -610,6 +664,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="--submit: extra sbatch argument for the array, e.g. --sbatch-arg=--gres=gpu:1 "
                         "(also from $HARNESS_SBATCH_ARGS)")
     p.add_argument("--logs", help="folder for per-cell logs (default results/sweeps/<name>)")
+    p.add_argument("--archive", metavar="DIR", help="--local / --index: record cells in the archive DIR/<sweep name>/ "
+                                                    "instead of MLflow (see harness archive import)")
     return p.parse_args(argv)
 
 
@@ -627,11 +683,13 @@ def main(argv: list[str] | None = None) -> int:
         print(list_cells(sweep))
         return 0
     if args.index is not None:
-        return run_cell(sweep, args.index)
+        return run_cell(sweep, args.index, archive_dir=args.archive)
     if args.finalize:
         counts = finalize(sweep, context_from_env(sweep))
         return 0 if counts.get("FINISHED", 0) == len(sweep.cells()) else 1
     check_names(sweep.cells())
+    if args.local and args.archive:
+        return run_archive(sweep, args.archive, max(1, args.jobs), args.logs)
     if args.local:
         return run_local(sweep, max(1, args.jobs), args.logs)
     extra = shlex.split(os.environ.get("HARNESS_SBATCH_ARGS", "")) + args.sbatch_arg
