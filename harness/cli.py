@@ -11,7 +11,8 @@ COMMANDS = {
     "encode": ("harness.encode", "encode an item catalogue into the feature cache"),
     "train": ("harness.train", "train one recommender (optionally with KDSR)"),
     "sweep": ("harness.sweep", "run a sweep grid locally or as a Slurm array"),
-    "report": ("harness.report", "figures and tables from MLflow"),
+    "report": ("harness.report", "figures and tables from MLflow or archives"),
+    "archive": ("harness.archive", "results that travel: export / import / list JSON archives"),
     "demo": ("harness.demo", "the main job on the embedded default"),
 }
 
