@@ -12,7 +12,8 @@ from harness import config as C
 from harness import sweep as S
 
 REPO = Path(__file__).resolve().parents[1]
-SHIPPED = {"figure4": 48, "table2": 180, "ablation": 95, "demo": 4, "ci": 4, "ci-encoders": 5, "kdsr-results": 24}
+SHIPPED = {"figure4": 48, "table2": 180, "ablation": 95, "demo": 15, "ci": 4, "ci-encoders": 5, "kdsr-results": 75,
+           "sophistication": 90}
 
 
 def write(tmp_path: Path, data: dict, name: str = "s.yaml") -> Path:
@@ -163,3 +164,49 @@ def test_slurm_scripts_are_resource_lines_plus_one_launch_line(script):
     assert any(ln.startswith("#SBATCH ") for ln in lines)
     assert lines.index(code[0]) > max(i for i, ln in enumerate(lines) if ln.startswith("#SBATCH"))
     assert code[0].startswith(("harness sweep ", "accelerate launch "))
+
+
+def test_study_sweeps_have_the_controls_and_share_cells():
+    results = S.load_sweep(REPO / "sweeps" / "kdsr-results.yaml").cells()
+    methods = {c.labels["method"] for c in results}
+    assert methods == {"id", "frozen", "finetune", "finetune+async", "finetune+kdsr"}
+    control = next(c.config for c in results if c.labels["method"] == "finetune+async")
+    assert control.kdsr.enabled and not (control.kdsr.holistic or control.kdsr.dissected) and control.kdsr.async_train
+    assert {c.config.train.seed for c in results} == {1, 2, 3, 4, 5}
+    assert all(c.config.kdsr.teacher_seed is None for c in results)  # the teacher's seed follows train.seed
+    sophistication = S.load_sweep(REPO / "sweeps" / "sophistication.yaml").cells()
+    encoders = {c.config.features.text_encoder for c in sophistication}
+    assert encoders == {None, "minilm-l6", "mpnet-base"}
+    shared = {c.key for c in results} & {c.key for c in sophistication}
+    assert len(shared) == 9  # Beauty, dim 128, seeds 1-3: ID, MiniLM fine-tuned / +KDSR - run once, reported twice
+
+
+def test_archive_mode_runs_cells_without_mlflow(tmp_path, session_cache):
+    """``--local --archive``: cells run in real subprocesses on a machine without MLflow (import blocked)
+    and each writes one FINISHED record; a rerun skips them."""
+    import os
+    import subprocess
+    import sys
+
+    from harness import archive
+
+    blocker = tmp_path / "no_mlflow"
+    blocker.mkdir()
+    (blocker / "sitecustomize.py").write_text("import sys\nsys.modules['mlflow'] = None  # not installed here\n")
+    path = write(tmp_path, {"name": "arch", "base": {"dataset": {"name": "ml-100k", "protocol": "leave-one-out", "max_len": 10},
+                                                     "model": {"dim": 8, "layers": 1},
+                                                     "train": {"epochs": 1, "device": "cpu", "valid_targets": 200}},
+                            "grid": {"model.dim": [8, 16]}})
+    env = {**os.environ, "PYTHONPATH": str(blocker), "TQDM_DISABLE": "1", "HARNESS_CACHE_DIR": str(session_cache)}
+    cmd = [sys.executable, "-m", "harness.sweep", str(path), "--local", "--archive", str(tmp_path / "arc"), "-j", "2",
+           "--logs", str(tmp_path / "logs")]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    folder = tmp_path / "arc" / "arch"
+    keys = {c.key for c in S.load_sweep(path).cells()}
+    assert S.archived_keys(folder) == keys
+    record = archive.load_record(folder / f"{sorted(keys)[0]}.json")
+    assert record["status"] == "FINISHED" and record["ranks"]["test"]["n"] == 943  # one test target per user
+    assert record["metrics"]["encoder.params"] == 0 and record["tags"]["harness.method"] == "id"
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and "0 to run" in again.stdout, again.stdout
