@@ -1,16 +1,21 @@
-"""Paper figures and tables from an MLflow experiment: ``harness report figure4|table2|ablation``.
+"""Paper figures and tables from an MLflow experiment: ``harness report figure4|table2|ablation|forgetting``.
 
 Everything is read back from MLflow (``mlflow.search_runs``), never from local result files: the
 newest FINISHED run of every cell key (tag ``harness.cell_key``) of the experiment, with the tags the
 sweep runner wrote (dataset, dim, seed, modality, encoder parameter count, encode seconds, the axis
 labels of each grid). Outputs are written to ``--out`` and logged as artifacts of the sweep's parent
-run (or of a ``report:<kind>`` run when the experiment has no sweep parent).
+run (or of a ``report:<kind>`` run when the experiment has no sweep parent). ``--archive DIR [DIR ...]``
+reads archives (:mod:`harness.archive`: the same DataFrame, histories and rank counts) instead, without
+MLflow; nothing is logged then.
 
 - ``figure4``: encoder parameter count (log axis) vs test HR@20 and MRR@20, one line per embedding
   dim, one panel per dataset x modality (ID-only runs drawn as a dashed baseline), plus a cost
   (encode device-seconds) vs gain (HR@20 over the ID-only baseline) plot.
 - ``table2`` / ``ablation``: one table per grid of the sweep, rows = the grid's axes other than
-  seed and dataset, columns = dataset x metric, cells = mean +- sample std over seeds (markdown + CSV).
+  seed and dataset, columns = dataset x metric, cells = mean +- sample std over seeds (markdown + CSV);
+  plus ``<kind>-significance.md/.csv``: every row vs the best non-KDSR row of its backbone and dataset,
+  effect, 95% CI and p-values over test targets (rank counts, :mod:`harness.stats`) and over seeds,
+  Holm-corrected across the table's rows.
 - ``forgetting``: the modality-forgetting curves (paper Figure 1, right): per-epoch ``monitor/*``
   Pearson correlations, mean +- std over seeds, a line per row label, a panel per dataset x metric.
 """
@@ -59,6 +64,34 @@ def parent_run(experiment: str) -> dict | None:
     return {"run_id": runs[0].info.run_id, "tags": runs[0].data.tags} if runs else None
 
 
+class MlflowSource:
+    """Where a report reads runs: an MLflow experiment (``harness.archive.Archive`` has the same methods)."""
+
+    def __init__(self, experiment: str):
+        import mlflow
+
+        self.experiment = experiment
+        self.client = mlflow.MlflowClient()
+
+    def runs(self) -> pd.DataFrame:
+        return cell_runs(self.experiment)
+
+    def parent(self) -> dict | None:
+        return parent_run(self.experiment)
+
+    def history(self, run_id: str, key: str) -> list[tuple[int, float]]:
+        return [(m.step, m.value) for m in self.client.get_metric_history(run_id, key)]
+
+    def ranks(self, run_id: str, part: str = "test") -> dict | None:
+        """The run's ``ranks/<part>.npz`` artifact (:meth:`harness.tracking.Logger.log_ranks`), None when absent."""
+        import tempfile
+
+        from harness.archive import download_ranks
+
+        with tempfile.TemporaryDirectory() as tmp:
+            return download_ranks(self.client, run_id, tmp).get(part)
+
+
 def metric(df: pd.DataFrame, name: str) -> pd.Series:
     """A final test metric by harness name (``hr@20`` -> column ``metrics.test/hr_at_20``)."""
     column = f"metrics.{mlflow_key('test/' + name)}"
@@ -70,6 +103,11 @@ def metric(df: pd.DataFrame, name: str) -> pd.Series:
 
 def tag(df: pd.DataFrame, name: str, default: str = "") -> pd.Series:
     column = f"tags.{name}"
+    return df[column].fillna(default) if column in df else pd.Series(default, index=df.index)
+
+
+def param(df: pd.DataFrame, name: str, default: str = "") -> pd.Series:
+    column = f"params.{name}"
     return df[column].fillna(default) if column in df else pd.Series(default, index=df.index)
 
 
@@ -132,9 +170,12 @@ def in_grid(df: pd.DataFrame, g: int) -> pd.DataFrame:
     return df[member]
 
 
-def build_tables(df: pd.DataFrame, parent: dict | None, kind: str, out: Path) -> list[Path]:
-    """One markdown + CSV table per grid; returns the files written."""
-    files, sections = [], []
+def build_tables(df: pd.DataFrame, parent: dict | None, kind: str, out: Path, ranks=None) -> list[Path]:
+    """One markdown + CSV table per grid, plus ``<kind>-significance.md/.csv``; returns the files written.
+
+    ``ranks(run_id) -> {"above", "tied", "digest"} | None`` gives a run's test rank counts (tests over targets).
+    """
+    files, sections, tests = [], [], []
     if "tags.harness.axis.model" not in df and parent is None:  # runs without sweep tags: label by config
         for name in ("model", "items", "kdsr"):
             df[f"tags.harness.axis.{name}"] = tag(df, f"harness.{name}")
@@ -148,9 +189,181 @@ def build_tables(df: pd.DataFrame, parent: dict | None, kind: str, out: Path) ->
         files.append(csv)
         sections.append(f"## {kind} grid {g}: rows {', '.join(a for a in axes if a not in NOT_ROW_AXES) or '-'}\n\n"
                         f"mean ± sample std over seeds, test metrics in %, {len(runs)} runs\n\n{to_markdown(long)}")
+        tests.append((g, axes, significance(runs, axes, ranks)))
     md = out / f"{kind}.md"
     md.write_text(f"# {kind}\n\n" + "\n".join(sections))
-    return [md] + files
+    return [md] + files + write_significance(tests, kind, out)
+
+
+# ------------------------------------------------------------------------------------- significance
+
+SIG_METRICS = ("hr@20", "mrr@20")
+ALPHA = 0.05
+
+
+def is_kdsr(df: pd.DataFrame) -> pd.Series:
+    """KDSR runs: tag ``harness.kdsr`` true and at least one of its losses on (param ``kdsr.holistic`` /
+    ``kdsr.dissected``; a missing param counts as on, the default). KDSR enabled with both losses off is the
+    "asynchronous schedule only" control: not KDSR."""
+    on = tag(df, "harness.kdsr", "false") == "true"
+    losses = (param(df, "kdsr.holistic", "True") != "False") | (param(df, "kdsr.dissected", "True") != "False")
+    return on & losses
+
+
+def backbone(df: pd.DataFrame) -> pd.Series:
+    """Tag ``harness.model``, else param ``model.name``."""
+    return tag(df, "harness.model").where(tag(df, "harness.model") != "", param(df, "model.name", "-"))
+
+
+def seed_of(df: pd.DataFrame) -> pd.Series:
+    """Tag ``harness.seed``, else param ``train.seed`` (what pairs two methods' runs)."""
+    return tag(df, "harness.seed").where(tag(df, "harness.seed") != "", param(df, "train.seed", "-"))
+
+
+def significance(df: pd.DataFrame, axes: list[str], ranks=None) -> pd.DataFrame:
+    """Every row of a grid table vs the best non-KDSR row of the same backbone and dataset (by mean test HR@20).
+
+    Long table: one record per (row, dataset, metric) with the effect (row - reference, points), the 95% CI
+    and p-value over targets (Wilcoxon signed-rank; t-test too) and the p-value and CI over seeds (paired t),
+    Holm-adjusted p-values across the table's rows (per metric and test), and a ``note`` for what could not
+    be tested (no rank counts, < 2 shared seeds, no non-KDSR reference, misaligned targets).
+    """
+    from harness import stats
+
+    rows_axes = [a for a in axes if a not in NOT_ROW_AXES]
+    info = pd.DataFrame({a: tag(df, f"harness.axis.{a}", "-") for a in rows_axes}, index=df.index)
+    info["dataset"], info["backbone"] = tag(df, "harness.dataset"), backbone(df)
+    info["kdsr"], info["seed"] = is_kdsr(df), seed_of(df)
+    groups = []
+    for key, group in info.groupby(rows_axes + ["dataset"], sort=False):
+        key = key if isinstance(key, tuple) else (key,)
+        label = dict(zip(rows_axes + ["dataset"], key))
+        groups.append({"label": label, "row": ", ".join(f"{a}={label[a]}" for a in rows_axes) or "-",
+                       "index": group.index, "dataset": label["dataset"], "backbone": group["backbone"].mode().iloc[0],
+                       "kdsr": bool(group["kdsr"].mode().iloc[0]), "hr": float(metric(df.loc[group.index], "hr@20").mean())})
+    cache: dict[str, dict | None] = {}
+
+    def run_ranks(run_id: str) -> dict | None:
+        if run_id not in cache:
+            cache[run_id] = ranks(run_id) if ranks is not None else None
+        return cache[run_id]
+
+    def per_seed(group: dict, name: str) -> dict:
+        values = metric(df.loc[group["index"]], name)
+        return values.groupby(info.loc[group["index"], "seed"]).mean().to_dict()
+
+    def seed_runs(group: dict) -> dict:
+        return dict(zip(info.loc[group["index"], "seed"], df.loc[group["index"], "run_id"]))
+
+    records = []
+    for grp in groups:
+        peers = [o for o in groups if o["dataset"] == grp["dataset"] and o["backbone"] == grp["backbone"] and not o["kdsr"]]
+        ref = max(peers, key=lambda o: o["hr"]) if peers else None
+        base = {**grp["label"], "row": grp["row"], "backbone": grp["backbone"], "kdsr": grp["kdsr"],
+                "reference": ref["row"] if ref else "", "is_reference": ref is grp}
+        for name in SIG_METRICS:
+            rec = {**base, "metric": name, "n_seeds": 0, "n_targets": 0, "effect": np.nan, "effect_over": "",
+                   "ci_low": np.nan, "ci_high": np.nan, "p_targets": np.nan, "p_targets_t": np.nan,
+                   "seed_ci_low": np.nan, "seed_ci_high": np.nan, "p_seeds": np.nan, "note": ""}
+            records.append(rec)
+            if ref is None:
+                rec["note"] = "no non-KDSR row of this backbone and dataset to compare with"
+                continue
+            if ref is grp:
+                rec["note"], rec["n_seeds"] = "reference", int(info.loc[grp["index"], "seed"].nunique())
+                continue
+            a, b = per_seed(grp, name), per_seed(ref, name)
+            seeds = stats.shared_seeds(a, b)
+            rec["n_seeds"] = len(seeds)
+            if not seeds:
+                rec["note"] = "no shared seeds"
+                continue
+            rec["effect"], rec["effect_over"] = 100 * float(np.mean([a[s] - b[s] for s in seeds])), "seeds"
+            notes = []
+            if len(seeds) >= 2:
+                st = stats.compare_seeds(a, b)
+                rec.update(seed_ci_low=st.ci_low, seed_ci_high=st.ci_high, p_seeds=st.p_t)
+            else:
+                notes.append("1 shared seed: no test over seeds")
+            runs_a, runs_b = seed_runs(grp), seed_runs(ref)
+            ra = {s: run_ranks(runs_a[s]) for s in seeds}
+            rb = {s: run_ranks(runs_b[s]) for s in seeds}
+            if any(r is None for r in [*ra.values(), *rb.values()]):
+                notes.append("no rank counts (ranks/test.npz) for some runs: no test over targets")
+            else:
+                try:
+                    tt = stats.compare_targets(ra, rb, name)
+                except ValueError as err:
+                    notes.append(f"not paired over targets: {err}")
+                else:
+                    rec.update(n_targets=tt.n_targets, effect=tt.effect, effect_over="targets", ci_low=tt.ci_low,
+                               ci_high=tt.ci_high, p_targets=tt.p_wilcoxon, p_targets_t=tt.p_t)
+            rec["note"] = "; ".join(notes)
+    out = pd.DataFrame.from_records(records)
+    for name in SIG_METRICS:  # Holm across the rows of this table, per metric and test
+        sel = out["metric"] == name
+        for col in ("p_targets", "p_seeds"):
+            out.loc[sel, f"{col}_holm"] = stats.holm(out.loc[sel, col].to_numpy(dtype=float))
+    for col in ("p_targets", "p_seeds"):
+        out[f"{col}_significant"] = out[f"{col}_holm"] < ALPHA
+    return out
+
+
+def fmt_p(p: float, adjusted: float) -> str:
+    """Holm-adjusted p (``0.012``, ``3.1e-05``), ``*`` when < 0.05; ``-`` when untested."""
+    if np.isnan(adjusted):
+        return "-"
+    text = f"{adjusted:.3f}" if adjusted >= 0.001 else f"{adjusted:.1e}"
+    return text + (" *" if adjusted < ALPHA else "")
+
+
+def significance_markdown(sig: pd.DataFrame, axes: list[str]) -> str:
+    """Wide markdown: a row per (row, dataset), per metric: effect, 95% CI over targets, p targets, p seeds."""
+    rows_axes = [a for a in axes if a not in NOT_ROW_AXES]
+    header = rows_axes + ["dataset", "reference", "seeds"]
+    for name in SIG_METRICS:
+        header += [f"Δ {name.upper()}", "95% CI", "p targets", "p seeds"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    notes = []
+    for _, rows in sig.groupby(["row", "dataset"], sort=False):
+        first = rows.iloc[0]
+        cells = [str(first[a]) for a in rows_axes] + [first["dataset"], first["reference"] or "-", str(int(rows["n_seeds"].max()))]
+        for name in SIG_METRICS:
+            r = rows[rows["metric"] == name].iloc[0]
+            if r["is_reference"]:
+                cells += ["ref", "", "", ""]
+                continue
+            effect = "-" if np.isnan(r["effect"]) else f"{r['effect']:+.2f}" + ("" if r["effect_over"] == "targets" else " (seeds)")
+            ci = "-" if np.isnan(r["ci_low"]) else f"[{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]"
+            cells += [effect, ci, fmt_p(r["p_targets"], r["p_targets_holm"]), fmt_p(r["p_seeds"], r["p_seeds_holm"])]
+        lines.append("| " + " | ".join(cells) + " |")
+        for note in dict.fromkeys(n for n in rows["note"] if n and n != "reference"):
+            notes.append(f"- {first['row']} on {first['dataset']}: {note}")
+    return "\n".join(lines) + "\n" + ("\n" + "\n".join(notes) + "\n" if notes else "")
+
+
+CAPTION = ("Each row vs the best non-KDSR row of the same backbone and dataset (`ref`, by mean test HR@20; "
+           "KDSR enabled with both losses off counts as non-KDSR). Δ = row − reference in points (test %, mean "
+           "over the shared seeds and the test targets; `(seeds)`: from the per-seed metrics, no rank counts). "
+           "95% CI: t-interval of the per-target paired differences (each method's per-target values averaged over "
+           "the shared seeds). p targets: Wilcoxon signed-rank over targets (targets with equal values dropped); "
+           "p seeds: paired t-test over seeds (>= 2 shared seeds). p-values are Holm-adjusted across the rows of "
+           "this table, separately per metric and test; * = p < 0.05 after Holm. `-`: not tested (see the notes).")
+
+
+def write_significance(tests: list[tuple[int, list[str], pd.DataFrame]], kind: str, out: Path) -> list[Path]:
+    """``<kind>-significance.md`` (a table per grid) and ``<kind>-significance.csv`` (long, every grid)."""
+    sections, frames = [], []
+    for g, axes, sig in tests:
+        sections.append(f"## {kind} grid {g}: significance\n\n{CAPTION}\n\n{significance_markdown(sig, axes)}")
+        frames.append(sig.assign(grid=g))
+    md, csv = out / f"{kind}-significance.md", out / f"{kind}-significance.csv"
+    md.write_text(f"# {kind}: paired significance\n\n" + "\n".join(sections))
+    table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    if not table.empty:
+        table = table[["grid"] + [c for c in table.columns if c != "grid"]]
+    table.to_csv(csv, index=False)
+    return [md, csv]
 
 
 # -------------------------------------------------------------------------------------------- figures
@@ -308,19 +521,19 @@ def valid_key(df: pd.DataFrame) -> str:
     return mlflow_key("valid/" + (str(names.iloc[0]) if len(names) else "ndcg@10"))
 
 
-def forgetting_curves(df: pd.DataFrame, parent: dict | None) -> pd.DataFrame:
+def forgetting_curves(df: pd.DataFrame, parent: dict | None, history=None) -> pd.DataFrame:
     """Long table (dataset, label, metric, epoch, mean, std, n) over seeds of every per-epoch ``monitor/*``
-    history and of the validation metric (the accuracy the forgetting goes along with)."""
-    import mlflow
+    history and of the validation metric (the accuracy the forgetting goes along with).
 
+    ``history(run_id, key) -> [(step, value), ...]``: default MLflow's metric histories."""
     keys = sorted((c[len("metrics."):] for c in df.columns if c.startswith("metrics.monitor/")), key=lambda k: ("_id_" in k, k))
     if not keys:
         raise LookupError("no run logged monitor/* metrics (the forgetting monitor needs frozen/finetune items or KDSR)")
     keys.append(valid_key(df))
-    client = mlflow.MlflowClient()
+    history = history or MlflowSource("").history
     labels, datasets = row_labels(df, parent), tag(df, "harness.dataset")
-    records = [{"dataset": datasets[i], "label": labels[i], "metric": key, "epoch": m.step, "value": m.value}
-               for i, run_id in df["run_id"].items() for key in keys for m in client.get_metric_history(run_id, key)]
+    records = [{"dataset": datasets[i], "label": labels[i], "metric": key, "epoch": step, "value": value}
+               for i, run_id in df["run_id"].items() for key in keys for step, value in history(run_id, key)]
     long = pd.DataFrame.from_records(records)
     stats = long.groupby(["dataset", "label", "metric", "epoch"], sort=False)["value"].agg(["mean", "std", "count"])
     return stats.rename(columns={"count": "n"}).reset_index()
@@ -358,9 +571,9 @@ def plot_forgetting(curves: pd.DataFrame, path: Path) -> Path:
     return path
 
 
-def build_forgetting(df: pd.DataFrame, parent: dict | None, out: Path) -> list[Path]:
+def build_forgetting(df: pd.DataFrame, parent: dict | None, out: Path, history=None) -> list[Path]:
     """forgetting.png + forgetting.csv."""
-    curves = forgetting_curves(df, parent)
+    curves = forgetting_curves(df, parent, history)
     curves.to_csv(out / "forgetting.csv", index=False)
     return [plot_forgetting(curves, out / "forgetting.png"), out / "forgetting.csv"]
 
@@ -384,42 +597,57 @@ def log_outputs(experiment: str, parent: dict | None, kind: str, files: list[Pat
     return run_id
 
 
-def build(kind: str, experiment: str, out: str | Path | None = None, log: bool = True, uri: str | None = None) -> list[Path]:
+def build(kind: str, experiment: str | None = None, out: str | Path | None = None, log: bool = True,
+          uri: str | None = None, archive=None) -> list[Path]:
     """Build one report from the experiment's runs; write it to ``out`` and (``log``) to MLflow.
 
     ``uri``: tracking URI (default ``$MLFLOW_TRACKING_URI``, else the harness' ``sqlite:///mlruns.db``).
+    ``archive``: archive folder(s) (:mod:`harness.archive`) to read instead of MLflow; nothing is logged then.
     """
-    import mlflow
-
-    from harness.config import TrackingConfig
-    from harness.tracking import tracking_uri
-
     if kind not in KINDS:
         raise ValueError(f"unknown report {kind!r}; valid: {', '.join(KINDS)}")
-    mlflow.set_tracking_uri(tracking_uri(TrackingConfig(uri=uri)))
-    out = Path(out or Path("results") / "report" / experiment)
+    if archive is not None:
+        from harness.archive import Archive
+
+        source = Archive(archive)
+        name = experiment or source.experiment() or Path(archive if isinstance(archive, str | Path) else list(archive)[0]).name
+        log = False
+    else:
+        import mlflow
+
+        from harness.config import TrackingConfig
+        from harness.tracking import tracking_uri
+
+        if not experiment:
+            raise ValueError("an MLflow report needs an experiment name (or read an archive)")
+        mlflow.set_tracking_uri(tracking_uri(TrackingConfig(uri=uri)))
+        source, name = MlflowSource(experiment), experiment
+    out = Path(out or Path("results") / "report" / name)
     out.mkdir(parents=True, exist_ok=True)
-    df, parent = cell_runs(experiment), parent_run(experiment)
+    df, parent = source.runs(), source.parent()
     if kind == "figure4":
         files = build_figure4(df, out)
     elif kind == "forgetting":
-        files = build_forgetting(df, parent, out)
+        files = build_forgetting(df, parent, out, source.history)
     else:
-        files = build_tables(df, parent, kind, out)
+        files = build_tables(df, parent, kind, out, source.ranks)
     if log:
         log_outputs(experiment, parent, kind, files)
     return files
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="harness report", description="Paper figures and tables from MLflow runs.")
+    p = argparse.ArgumentParser(prog="harness report", description="Paper figures and tables from MLflow runs or archives.")
     p.add_argument("kind", choices=KINDS)
-    p.add_argument("--experiment", required=True, help="MLflow experiment of the sweep")
+    p.add_argument("--experiment", help="MLflow experiment of the sweep (required unless --archive)")
+    p.add_argument("--archive", nargs="+", metavar="DIR", help="read archive folder(s) (harness archive) instead of MLflow")
     p.add_argument("--out", help="output folder (default results/report/<experiment>)")
     p.add_argument("--uri", help="tracking URI (default $MLFLOW_TRACKING_URI or sqlite:///mlruns.db)")
     p.add_argument("--no-log", action="store_true", help="do not log the outputs to MLflow")
     args = p.parse_args(argv)
-    for path in build(args.kind, args.experiment, args.out, log=not args.no_log, uri=args.uri):
+    if not args.experiment and not args.archive:
+        p.error("--experiment is required (or read archives with --archive DIR ...)")
+    for path in build(args.kind, args.experiment, args.out, log=not args.no_log, uri=args.uri, archive=args.archive):
         print(path)
     return 0
 

@@ -174,3 +174,174 @@ def test_summary_helpers_by_hand():
     assert (mean, n) == (pytest.approx(0.3), 3) and std == pytest.approx(0.264575131, rel=1e-8)
     assert R.fmt(0.3, 0.264575131, 3) == "30.00 ± 26.46"
     assert R.fmt(0.125, float("nan"), 1) == "12.50 (n=1)"
+
+
+# ------------------------------------------------------------------ archives of the real sweep (harness.archive)
+
+
+@pytest.mark.parametrize("kind", ["table2", "forgetting"])
+def test_reports_from_an_exported_archive_equal_the_mlflow_reports(store, kind, tmp_path):
+    from harness import archive as A
+
+    uri = f"sqlite:///{store['tmp']}/mlflow.db"
+    folder = A.export("ci-encoders", tmp_path / "archive", uri=uri)
+    assert len(list(folder.glob("*.json"))) == 6  # 5 cells + sweep.json
+    ours, theirs = tmp_path / "mlflow", tmp_path / "from-archive"
+    assert R.main([kind, "--experiment", "ci-encoders", "--out", str(ours), "--no-log", "--uri", uri]) == 0
+    assert R.main([kind, "--archive", str(folder), "--out", str(theirs)]) == 0
+    texts = sorted(p.name for p in ours.iterdir() if p.suffix in (".md", ".csv"))
+    assert texts and texts == sorted(p.name for p in theirs.iterdir() if p.suffix in (".md", ".csv"))
+    for name in texts:
+        assert (theirs / name).read_text() == (ours / name).read_text(), name
+    if kind == "table2":
+        sig = pd.read_csv(ours / "table2-significance.csv")
+        assert len(sig) == 3 * 2 and (sig["is_reference"]).sum() == 2  # 3 encoders x {HR@20, MRR@20}; one reference row
+
+
+# ---------------------------------------------------- significance on constructed runs (no training, seconds)
+
+N_TARGETS = 600
+DIGEST = "ml-100k:paper:all"
+# row -> (backbone, kdsr tag, holistic, dissected, above ~ U[0, hi)): lower hi = better ranks
+METHODS = {
+    ("sasrec", "id"): ("false", True, True, 140),
+    ("sasrec", "finetune"): ("false", True, True, 105),
+    ("sasrec", "async"): ("true", False, False, 100),  # KDSR schedule only, both losses off: a non-KDSR control
+    ("sasrec", "kdsr"): ("true", True, False, 50),  # the best row, but KDSR: never the reference
+    ("gru4rec", "kdsr"): ("true", True, True, 90),  # no non-KDSR gru4rec row: nothing to compare with
+}
+SEEDS = (1, 2, 3)
+NO_RANKS = {("sasrec", "id", 3)}
+AXES = "dataset,model,method,seed"
+
+
+def constructed_ranks(model: str, how: str, seed: int):
+    hi = METHODS[(model, how)][3]
+    rng = np.random.default_rng([seed, hi, len(model)])
+    return rng.integers(0, hi, N_TARGETS), (rng.random(N_TARGETS) < 0.1).astype(np.int64)
+
+
+def log_constructed(log, model: str, how: str, seed: int) -> None:
+    from harness.stats import target_values
+
+    kdsr, holistic, dissected, _ = METHODS[(model, how)]
+    log.set_tags({"harness.role": "cell", "harness.cell_key": f"{model}-{how}-{seed}", "harness.dataset": "ml-100k",
+                  "harness.model": model, "harness.seed": seed, "harness.kdsr": kdsr, "harness.grids": "0",
+                  **{f"harness.axis.{a}": v for a, v in (("dataset", "ml-100k"), ("model", model), ("method", how), ("seed", seed))}})
+    log.log_params({"model": {"name": model}, "train": {"seed": seed}, "kdsr": {"enabled": kdsr == "true", "holistic": holistic,
+                                                                               "dissected": dissected}})
+    above, tied = constructed_ranks(model, how, seed)
+    log.log_metrics({f"test/{m}": float(target_values(above, tied, m).mean()) for m in R.TABLE_METRICS}, step=0)
+    if (model, how, seed) not in NO_RANKS:
+        log.log_ranks("test", above, tied, DIGEST)
+
+
+@pytest.fixture(scope="module")
+def constructed(tmp_path_factory):
+    """The constructed runs twice: in a sqlite MLflow store (children of a sweep parent) and as an ArchiveLogger archive."""
+    from harness import archive as A
+    from harness.config import TrackingConfig
+    from harness.tracking import MLflowLogger
+
+    tmp = tmp_path_factory.mktemp("constructed")
+    uri = f"sqlite:///{tmp}/mlflow.db"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(tmp)
+        mp.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+        client = MlflowClient(uri)
+        exp = client.create_experiment("constructed")
+        tags = {"harness.role": "sweep", "harness.axes.0": AXES, "harness.sweep_id": "c0"}
+        parent = client.create_run(exp, tags=tags, run_name="sweep:constructed").info.run_id
+        client.set_terminated(parent)
+        folder = tmp / "archive" / "constructed"
+        A.write_sweep(folder, "constructed", client.get_run(parent).data.tags, parent)
+        for (model, how) in METHODS:
+            for seed in SEEDS:
+                run = MLflowLogger(TrackingConfig(uri=uri, experiment_id=exp, parent_run_id=parent, run_name=f"{model}-{how}-{seed}"))
+                log_constructed(run, model, how, seed)
+                run.finish()
+                arch = A.ArchiveLogger(folder, run_name=f"{model}-{how}-{seed}")
+                arch.run_id, arch.start_time = run.run_id, client.get_run(run.run_id).info.start_time  # the same run, twice
+                log_constructed(arch, model, how, seed)
+                arch.finish()
+        yield {"uri": uri, "folder": folder, "tmp": tmp}
+    mlflow.set_tracking_uri(None)
+
+
+def seed_values(model, how, metric):
+    from harness.stats import target_values
+
+    return {s: target_values(*constructed_ranks(model, how, s), metric) for s in SEEDS}
+
+
+def test_table2_significance_from_constructed_ranks(constructed):
+    from scipy import stats as sps
+
+    out = constructed["tmp"] / "mlflow-report"
+    assert R.main(["table2", "--experiment", "constructed", "--uri", constructed["uri"], "--out", str(out), "--no-log"]) == 0
+    sig = pd.read_csv(out / "table2-significance.csv")
+    sig["note"] = sig["note"].fillna("")
+    assert {"effect", "ci_low", "ci_high", "p_targets", "p_seeds", "p_targets_holm", "p_seeds_holm", "note"} <= set(sig.columns)
+    rows = {(r.model, r.method, r.metric): r for r in sig.itertuples()}
+    ref = "model=sasrec, method=async"  # best non-KDSR sasrec row (the KDSR row is better, the async control counts as non-KDSR)
+    assert {r.reference for r in sig.itertuples() if r.model == "sasrec"} == {ref}
+    assert rows[("sasrec", "async", "hr@20")].is_reference and rows[("sasrec", "async", "hr@20")].note == "reference"
+    assert rows[("sasrec", "async", "hr@20")].n_seeds == 3 and np.isnan(rows[("sasrec", "async", "hr@20")].p_targets)
+    assert rows[("gru4rec", "kdsr", "hr@20")].note.startswith("no non-KDSR row") and np.isnan(rows[("gru4rec", "kdsr", "hr@20")].p_seeds)
+    for metric in ("hr@20", "mrr@20"):
+        expected = {}
+        for how in ("finetune", "kdsr", "id"):
+            va, vb = seed_values("sasrec", how, metric), seed_values("sasrec", "async", metric)
+            diff = np.mean([va[s] for s in SEEDS], axis=0) - np.mean([vb[s] for s in SEEDS], axis=0)
+            per_seed = [va[s].mean() - vb[s].mean() for s in SEEDS]
+            r = rows[("sasrec", how, metric)]
+            assert r.n_seeds == 3 and r.p_seeds == pytest.approx(sps.ttest_1samp(per_seed, 0).pvalue, rel=1e-9)
+            lo, hi = sps.t.interval(0.95, 2, loc=np.mean(per_seed), scale=sps.sem(per_seed))
+            assert (r.seed_ci_low, r.seed_ci_high) == (pytest.approx(100 * lo, rel=1e-9), pytest.approx(100 * hi, rel=1e-9))
+            if how == "id":  # seed 3 logged no rank counts: no test over targets, a note, the effect from the seeds
+                assert np.isnan(r.p_targets) and "no rank counts" in r.note and r.effect_over == "seeds"
+                assert r.effect == pytest.approx(100 * np.mean(per_seed), rel=1e-9)
+                continue
+            expected[how] = sps.wilcoxon(diff).pvalue
+            assert r.n_targets == N_TARGETS and r.effect_over == "targets" and r.note == ""
+            assert r.effect == pytest.approx(100 * diff.mean(), rel=1e-9)
+            assert r.p_targets == pytest.approx(expected[how], rel=1e-9)
+            assert r.p_targets_t == pytest.approx(sps.ttest_rel(diff + 0, np.zeros_like(diff)).pvalue, rel=1e-9)
+            lo, hi = sps.t.interval(0.95, N_TARGETS - 1, loc=diff.mean(), scale=sps.sem(diff))
+            assert r.ci_low < 100 * diff.mean() < r.ci_high and r.ci_low == pytest.approx(100 * lo, rel=1e-9)
+        # Holm over the table's tested rows (finetune, kdsr; id untested over targets): the smaller p times 2
+        small, large = sorted(expected.values())
+        holm = {k: (2 * small if v == small else max(2 * small, large)) for k, v in expected.items()}
+        for how, p in holm.items():
+            assert rows[("sasrec", how, metric)].p_targets_holm == pytest.approx(min(p, 1.0), rel=1e-9)
+            assert rows[("sasrec", how, metric)].p_targets_significant == (p < 0.05)
+        assert rows[("sasrec", "kdsr", metric)].p_targets_holm < 1e-6 and rows[("sasrec", "kdsr", metric)].effect > 0
+    markdown = (out / "table2-significance.md").read_text()
+    assert "Holm-adjusted across the rows of this table" in markdown and "* = p < 0.05 after Holm" in markdown
+    kdsr_line = next(line for line in markdown.splitlines() if line.startswith("| sasrec | kdsr | ml-100k |"))
+    assert kdsr_line.count(" *") >= 2 and f"| {ref} | 3 |" in kdsr_line
+    assert f"| sasrec | async | ml-100k | {ref} | 3 | ref |  |  |  | ref |" in markdown
+    assert "- model=sasrec, method=id on ml-100k: no rank counts (ranks/test.npz) for some runs" in markdown
+
+
+def test_constructed_reports_from_archives_equal_mlflow_without_importing_mlflow(constructed):
+    import subprocess
+    import sys
+
+    from harness import archive as A
+
+    ours = constructed["tmp"] / "mlflow-tables"
+    assert R.main(["table2", "--experiment", "constructed", "--uri", constructed["uri"], "--out", str(ours), "--no-log"]) == 0
+    exported = A.export("constructed", constructed["tmp"] / "exported", uri=constructed["uri"])
+    for source in (constructed["folder"], exported):  # ArchiveLogger records, and an export of the MLflow runs
+        theirs = constructed["tmp"] / f"from-{source.parent.name}"
+        code = ("import sys; sys.modules['mlflow'] = None\n"  # any mlflow import fails: archives need none
+                "from harness import report\n"
+                f"sys.exit(report.main(['table2', '--archive', {str(source)!r}, '--out', {str(theirs)!r}]))")
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        names = sorted(p.name for p in ours.iterdir())
+        assert names == ["table2-0.csv", "table2-significance.csv", "table2-significance.md", "table2.md"]
+        assert sorted(p.name for p in theirs.iterdir()) == names
+        for name in names:
+            assert (theirs / name).read_text() == (ours / name).read_text(), (source, name)
