@@ -1,8 +1,11 @@
-"""Feature cache pieces: sharding, token-budget batching, fingerprint, atomic shards, merge, loading."""
+"""Feature cache pieces: sharding, token-budget batching, fingerprint, atomic verified shards, merge, locks."""
 
 from __future__ import annotations
 
 import hashlib
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -15,12 +18,16 @@ from harness.features.batching import (
 )
 from harness.features.fingerprint import fingerprint
 from harness.features.layout import encoder_key, feature_dir
-from harness.features.merge import merge_shards
+from harness.features.lock import FolderLock, FolderLocked
+from harness.features.merge import NONFINITE, file_record, merge_shards, verify_merged
 from harness.features.shards import (
+    CorruptShard,
     Shard,
     finished_chunks,
     read_shard,
     remove_stale_tmp,
+    set_aside,
+    verified_chunks,
     write_shard,
 )
 
@@ -182,3 +189,114 @@ def test_merge_refuses_missing_or_repeated_items(tmp_path):
         merge_shards(tmp_path, 5, 3)
     assert not (tmp_path / "features.npy").exists()  # nothing half-merged is published
     assert [p.name for p in tmp_path.iterdir()] == ["shards"]
+
+
+# ----------------------------------------------------------------------------- verified shards
+
+
+def test_shard_records_rows_and_digest_and_detects_any_damage(tmp_path):
+    path = write_shard(tmp_path, 0, _shard(2, [4, 5, 6, 7]))
+    good = path.read_bytes()
+    back = read_shard(path)
+    assert len(back.sha256) == 64 and back.index.tolist() == [4, 5, 6, 7]
+    for offset in range(8, len(good), 7):  # every 7th byte of header and data, one at a time
+        damaged = bytearray(good)
+        damaged[offset] ^= 0x01
+        path.write_bytes(bytes(damaged))
+        with pytest.raises(CorruptShard, match=str(path)):
+            read_shard(path)
+    for size in (0, 7, len(good) // 2, len(good) - 1):
+        path.write_bytes(good[:size])
+        with pytest.raises(CorruptShard, match="unreadable"):
+            read_shard(path)
+    path.write_bytes(good)
+    assert read_shard(path).sha256 == back.sha256
+
+
+def test_shard_without_digest_is_checked_for_shape_only(tmp_path):
+    """Shards written before digests existed are still read (their structure is checked)."""
+    from safetensors.numpy import save_file
+
+    path = tmp_path / "00000-0000001.safetensors"
+    save_file({"index": np.arange(3), "features": np.ones((3, 2), np.float32), "valid": np.ones(3, bool)},
+              str(path), metadata={"chunk": "1", "failures": "[]", "stats": "{}"})
+    assert read_shard(path).sha256 is None
+    save_file({"index": np.arange(3), "features": np.ones((2, 2), np.float32), "valid": np.ones(3, bool)},
+              str(path), metadata={"chunk": "1"})
+    with pytest.raises(CorruptShard, match="inconsistent shapes"):
+        read_shard(path)
+
+
+def test_corrupt_shards_are_set_aside_never_deleted(tmp_path):
+    for chunk in range(3):
+        write_shard(tmp_path, 0, _shard(chunk, [2 * chunk, 2 * chunk + 1]))
+    bad = finished_chunks(tmp_path)[1]
+    bad.write_bytes(bad.read_bytes()[:-4])
+    said = []
+    ok = verified_chunks(tmp_path, said.append)
+    assert sorted(ok) == [0, 2] and ok[2].index.tolist() == [4, 5] and ok[2].features.size == 0
+    assert len(said) == 1 and str(bad) in said[0] and "set aside as 00000-0000001.safetensors.corrupt" in said[0]
+    assert (tmp_path / "00000-0000001.safetensors.corrupt").is_file() and not bad.exists()
+    bad.write_bytes(b"again")
+    assert set_aside(bad).name == "00000-0000001.safetensors.corrupt.1"  # an earlier one is kept too
+    assert sorted(finished_chunks(tmp_path)) == [0, 2]
+
+
+def test_merge_records_checksums_and_drops_nonfinite_rows(tmp_path):
+    (tmp_path / "shards").mkdir()
+    shard = _shard(0, [0, 1, 2, 3])
+    shard.features[1, 0], shard.features[2, 2] = np.nan, np.inf  # valid rows with NaN / inf (an old shard)
+    write_shard(tmp_path / "shards", 0, shard)
+    result = merge_shards(tmp_path, 4, 3)
+    assert np.load(tmp_path / "valid.npy").tolist() == [False, False, False, True]
+    assert np.isfinite(np.load(tmp_path / "features.npy")).all()
+    assert result.failures == [{"item": 0, "reason": "empty text"}, {"item": 1, "reason": NONFINITE},
+                               {"item": 2, "reason": NONFINITE}]
+    assert result.n_valid == 1 and [s["rows"] for s in result.shards] == [4]
+    manifest = {"merged": result.merged}
+    assert result.merged["features.npy"] == file_record(tmp_path / "features.npy")
+    assert verify_merged(tmp_path, manifest) is None
+    (tmp_path / "valid.npy").write_bytes((tmp_path / "valid.npy").read_bytes()[:-1] + b"\x00")  # item 3 -> invalid
+    assert "does not match the sha256" in verify_merged(tmp_path, manifest)
+    (tmp_path / "features.npy").unlink()
+    assert verify_merged(tmp_path, manifest).endswith("features.npy is missing")
+    assert "records no checksums" in verify_merged(tmp_path, {})
+
+
+# ----------------------------------------------------------------------------- folder locks
+
+
+def test_job_lock_is_exclusive_and_names_its_holder(tmp_path):
+    first = FolderLock(tmp_path).acquire(wait=False)
+    with pytest.raises(FolderLocked, match=r"is in use: encode job pid \d+ on .* since .*\. try later"):
+        FolderLock(tmp_path).acquire(wait=False, why="try later")
+    first.release()
+    assert (tmp_path / ".lock").read_text() == ""  # the card is wiped on release
+    with FolderLock(tmp_path):
+        pass
+
+
+def test_writer_locks_are_shared_but_exclude_a_cleaner(tmp_path):
+    a = FolderLock(tmp_path, ".writers.lock", shared=True).acquire(wait=False)
+    b = FolderLock(tmp_path, ".writers.lock", shared=True).acquire(wait=False)  # ranks write side by side
+    with pytest.raises(FolderLocked, match="processes of an earlier job"):
+        FolderLock(tmp_path, ".writers.lock").acquire(wait=False)
+    a.release()
+    b.release()
+    FolderLock(tmp_path, ".writers.lock").acquire(wait=False).release()
+
+
+def test_lock_of_a_killed_process_is_free(tmp_path):
+    code = ("import fcntl, sys, time; f = open(sys.argv[1], 'a+'); fcntl.flock(f, fcntl.LOCK_EX); "
+            "f.write('encode job pid x'); f.flush(); print('locked', flush=True); time.sleep(60)")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / ".lock")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "locked"
+        with pytest.raises(FolderLocked):
+            FolderLock(tmp_path).acquire(wait=False)
+    finally:
+        proc.kill()  # SIGKILL: no cleanup code runs
+        proc.wait()
+    start = time.monotonic()
+    FolderLock(tmp_path).acquire(wait=False).release()  # the kernel dropped it with the process
+    assert time.monotonic() - start < 1

@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from harness.features.batching import Batch
+from harness.features.merge import NONFINITE
 
 
 def failure_reason(raw: Any, modality: str) -> str:
@@ -85,3 +86,15 @@ def encode_inputs(encode: Callable[[dict], torch.Tensor], inputs: dict | None, n
     if inputs is not None:  # always run, even for an all-invalid batch: ZeRO-3 ranks must stay in step
         out[keep] = encode(inputs).float()
     return out
+
+
+def drop_nonfinite(items: tuple[int, ...], feats: torch.Tensor, failures: list[dict]) -> list[dict]:
+    """Rows the encoder returned with NaN or inf are per-item failures like any bad input: zeroed, not valid,
+    recorded with their reason (one such row would otherwise turn a whole normalised table into NaN)."""
+    bad = ~torch.isfinite(feats).all(dim=1)
+    if not bool(bad.any()):
+        return failures
+    feats[bad] = 0
+    known = {f["item"] for f in failures}
+    new = [{"item": items[p], "reason": NONFINITE} for p in bad.nonzero().flatten().tolist() if items[p] not in known]
+    return sorted(failures + new, key=lambda f: f["item"])

@@ -1,14 +1,28 @@
-"""Merge finished shards into ``features.npy`` (float32 [N, dim], row i = item i) and ``valid.npy``."""
+"""Merge finished shards into ``features.npy`` (float32 [N, dim], row i = item i) and ``valid.npy``.
+
+Every shard is verified against its recorded digest as it is read; the merged files are written to
+temporary names, renamed into place, and their sha256 and sizes returned for the manifest, which is
+what later runs and ``load_features`` check them against (``verify_merged``).
+"""
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from harness.features.shards import finished_chunks, read_shard
+from harness.features.shards import CorruptShard, finished_chunks, read_shard, set_aside, tmp_suffix
+
+MERGED = ("features.npy", "valid.npy")
+NONFINITE = "non-finite features (NaN/inf) from the encoder"
+
+
+class MergeError(RuntimeError):
+    """The shards cannot be merged (missing / repeated items, a corrupt shard, no disk space)."""
 
 
 @dataclass
@@ -16,43 +30,104 @@ class MergeResult:
     n_valid: int
     failures: list[dict] = field(default_factory=list)
     stats: list[dict] = field(default_factory=list)  # per-chunk stats from the shards
+    shards: list[dict] = field(default_factory=list)  # per-shard file, chunk, rows, recorded sha256
+    merged: dict = field(default_factory=dict)  # file name -> {"sha256", "bytes"} of the merged files
 
 
 def _check_coverage(seen: np.ndarray, n_items: int) -> None:
     missing = np.flatnonzero(seen == 0)
     twice = np.flatnonzero(seen > 1)
     if len(missing) or len(twice):
-        raise RuntimeError(
+        raise MergeError(
             f"shards do not cover each of the {n_items} items exactly once: "
             f"{len(missing)} missing (first {missing[:5].tolist()}), {len(twice)} repeated (first {twice[:5].tolist()})"
         )
 
 
+def _tmp_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{tmp_suffix()}.npy")
+
+
 def _tmp_memmap(path: Path, shape: tuple, dtype) -> tuple[np.memmap, Path]:
     """A writable .npy memmap at a temporary name beside ``path`` (renamed over it when complete)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npy")
+    tmp = _tmp_path(path)
     return np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape), tmp
 
 
+def merged_bytes(n_items: int, dim: int) -> int:
+    """Bytes the merged files take (both .npy headers are at most 128 bytes here)."""
+    return n_items * dim * 4 + n_items + 2 * 128
+
+
+def check_disk_space(folder: Path, n_items: int, dim: int) -> None:
+    """Refuse to start a merge that cannot fit: the new files are written beside the old ones."""
+    need = merged_bytes(n_items, dim)
+    free = shutil.disk_usage(folder).free
+    if free < need:
+        raise MergeError(f"not enough free disk space to merge {folder}: the merged files need {need:,} bytes "
+                         f"({need / 2**30:.2f} GiB), {free:,} bytes are free on that filesystem; free some space and rerun "
+                         "(the shards are kept, nothing is encoded again)")
+
+
+def file_record(path: Path) -> dict:
+    """sha256 and size of one file (read in 16 MiB blocks)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 24):
+            h.update(block)
+    return {"sha256": h.hexdigest(), "bytes": path.stat().st_size}
+
+
+def verify_merged(folder: Path, manifest: dict) -> str | None:
+    """Why the merged files in ``folder`` are not the ones ``manifest`` records, or None when they are."""
+    records = manifest.get("merged")
+    if not records:
+        return f"the manifest of {folder} records no checksums of its merged files"
+    for name in MERGED:
+        path, want = folder / name, records.get(name) or {}
+        if not path.is_file():
+            return f"{path} is missing"
+        if path.stat().st_size != want.get("bytes"):
+            return f"{path} has {path.stat().st_size} bytes, the manifest records {want.get('bytes')}"
+        if file_record(path)["sha256"] != want.get("sha256"):
+            return f"{path} does not match the sha256 its manifest records (damaged)"
+    return None
+
+
 def _fill(folder: Path, matrix: np.ndarray, valid: np.ndarray, result: MergeResult) -> None:
-    """Copy every shard's rows into place; fail unless each item is covered exactly once."""
+    """Copy every verified shard's rows into place; fail unless each item is covered exactly once."""
     n_items, dim = matrix.shape
     seen = np.zeros(n_items, dtype=np.int64)
     for chunk, path in sorted(finished_chunks(folder / "shards").items()):
-        shard = read_shard(path)
-        if shard.features.shape[1:] != (dim,):
-            raise RuntimeError(f"{path}: feature dim {shard.features.shape[1:]} != manifest dim {dim}")
-        matrix[shard.index] = shard.features
-        valid[shard.index] = shard.valid
+        try:
+            shard = read_shard(path)
+            if shard.features.shape[1:] != (dim,):
+                raise CorruptShard(path, f"feature dim {shard.features.shape[1:]} != manifest dim {dim}")
+            if len(shard.index) and (shard.index.min() < 0 or shard.index.max() >= n_items):
+                raise CorruptShard(path, f"item index outside [0, {n_items})")
+        except CorruptShard as exc:
+            moved = set_aside(path)
+            raise MergeError(f"{exc}; set aside as {moved.name}: rerun to encode its chunk again") from exc
+        feats, ok, failures = shard.features, shard.valid.copy(), list(shard.failures)
+        bad = ok & ~np.isfinite(feats).all(axis=1)  # a shard written before non-finite rows were caught
+        if bad.any():
+            feats = feats.copy()
+            feats[bad] = 0
+            ok[bad] = False
+            failures += [{"item": int(i), "reason": NONFINITE} for i in shard.index[bad]]
+        matrix[shard.index] = feats
+        valid[shard.index] = ok
         np.add.at(seen, shard.index, 1)
-        result.failures += shard.failures
+        result.failures += failures
         result.stats.append({"chunk": chunk, **shard.stats})
+        result.shards.append({"file": path.name, "chunk": chunk, "rows": len(shard.index), "sha256": shard.sha256})
     _check_coverage(seen, n_items)
 
 
 def merge_shards(folder: Path, n_items: int, dim: int) -> MergeResult:
     """Assemble every shard under ``folder/shards`` into the merged matrix and mask (atomically)."""
     path_f, path_v = folder / "features.npy", folder / "valid.npy"
+    check_disk_space(folder, n_items, dim)
     matrix, tmp_f = _tmp_memmap(path_f, (n_items, dim), np.float32)
     valid = np.zeros(n_items, dtype=np.bool_)
     result = MergeResult(n_valid=0)
@@ -64,9 +139,18 @@ def merge_shards(folder: Path, n_items: int, dim: int) -> MergeResult:
         raise
     finally:
         del matrix
+    tmp_v = _tmp_path(path_v)
+    try:
+        np.save(tmp_v, valid)
+        for tmp in (tmp_f, tmp_v):
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+        result.merged = {path_f.name: file_record(tmp_f), path_v.name: file_record(tmp_v)}
+    except BaseException:
+        tmp_f.unlink(missing_ok=True)
+        tmp_v.unlink(missing_ok=True)
+        raise
     os.replace(tmp_f, path_f)
-    tmp_v = path_v.with_name(f".{path_v.name}.{os.getpid()}.tmp.npy")
-    np.save(tmp_v, valid)
     os.replace(tmp_v, path_v)
     result.n_valid = int(valid.sum())
     result.failures.sort(key=lambda f: f["item"])
