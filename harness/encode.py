@@ -7,8 +7,10 @@
 Items are cut into fixed chunks whose boundaries do not depend on the number of processes; the
 chunks still missing are split between ranks by the pure function ``shard``; each chunk is
 length-sorted and cut into token-budget batches, preprocessed in DataLoader workers, encoded, and
-written as one atomic shard; rank 0 merges after a barrier. This is the only module that knows
-about ranks. See docs/ENCODE.md.
+written as one atomic, self-verifying shard; rank 0 merges after a barrier. Rank 0 holds the feature
+folder's lock for the whole job (one job per folder), verifies every shard before it is reused or
+merged, and checks the merged files against the manifest before calling a cache complete. This is
+the only module that knows about ranks. See docs/ENCODE.md and docs/RELIABILITY.md.
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ from tqdm import tqdm
 from harness.features.batching import Batch, chunk_batches, length_sorted_chunks
 from harness.features.fingerprint import fingerprint, item_raws
 from harness.features.layout import MODALITIES, default_cache_root, encoder_key
-from harness.features.loader import BatchSource, batch_loader, encode_inputs
+from harness.features.loader import BatchSource, batch_loader, drop_nonfinite, encode_inputs
+from harness.features.lock import WRITERS_NAME, FolderLock
 from harness.features.manifest import (
     COMPLETE_KEYS,
     PlanMismatch,
@@ -49,8 +52,8 @@ from harness.features.manifest import (
     weights_revision,
     write_json_atomic,
 )
-from harness.features.merge import merge_shards
-from harness.features.shards import finished_chunks, remove_stale_tmp
+from harness.features.merge import MERGED, file_record, merge_shards, verify_merged
+from harness.features.shards import Shard, finished_chunks, remove_stale_tmp, set_aside, verified_chunks
 from harness.features.writer import ChunkWriter
 
 REPO = Path(__file__).resolve().parents[1]
@@ -76,7 +79,8 @@ class EncodeOptions:
     limit: int | None = None  # encode only the first N items (cached as '<dataset>.first<N>')
     chunk_size: int | None = None  # items per shard; default from the item count (never the world size)
     trust_remote_code: bool = False
-    overwrite: bool = False
+    overwrite: bool = False  # refused while another job holds the folder
+    wait: bool = True  # another job holds the folder: wait for it (False: fail at once, --no-wait)
     ds_config: str | None = None  # ZeRO-3 config; default configs/deepspeed_zero3.json
     random_weights: bool = False  # the real architecture with seeded random weights (throughput benchmarks)
     compile: bool = False  # torch.compile the encoder's repeated blocks (GPU, long jobs)
@@ -163,6 +167,11 @@ class Job:
     chunks: list[list[int]] = field(default_factory=list)  # set once the lengths are known
     lengths: list[int] = field(default_factory=list)
     extra: dict = field(default_factory=dict)  # filled while running (ZeRO-3 partition sizes)
+    verified: dict[int, Shard] | None = None  # rank 0: shards already verified this run (chunk -> index)
+
+    @property
+    def n_chunks(self) -> int:
+        return math.ceil(len(self.raws) / self.plan["chunk_size"])
 
 
 def auto_chunk_size(n_items: int) -> int:
@@ -253,25 +262,87 @@ def on_rank0(ctx: Dist, fn: Any) -> Any:
     return result[1]
 
 
-def _clear(folder: Path) -> None:
-    shutil.rmtree(folder / "shards", ignore_errors=True)
-    for name in ("manifest.json", "features.npy", "valid.npy"):
-        (folder / name).unlink(missing_ok=True)
+def _say_rank0(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
-def _is_complete(job: Job, overwrite: bool) -> bool:
-    """True when a complete cache for these inputs and encoder is there (refused when it is another's)."""
-    if overwrite:
-        _clear(job.folder)
-    manifest = job.folder / "manifest.json"
-    if not manifest.is_file():
+def _writers_lock(job: Job, wait: bool, why: str) -> FolderLock:
+    """Exclusive writer lock: no process of an earlier job still writes shards (see harness.features.lock)."""
+    return FolderLock(job.folder, WRITERS_NAME).acquire(wait=wait, say=_say_rank0, why=why)
+
+
+def _clear(job: Job) -> None:
+    """``--overwrite``: discard the shards, merged files and manifest (never while anyone writes)."""
+    with _writers_lock(job, wait=False, why="--overwrite refused: processes of another job still write shards here"):
+        shutil.rmtree(job.folder / "shards", ignore_errors=True)
+        for name in ("manifest.json", *MERGED):
+            (job.folder / name).unlink(missing_ok=True)
+
+
+def _adopt_legacy(job: Job, manifest: dict) -> bool:
+    """A complete cache written before merged-file checksums: record them if its files have the right shapes."""
+    try:
+        shapes = (np.load(job.folder / "features.npy", mmap_mode="r").shape, np.load(job.folder / "valid.npy").shape)
+    except (OSError, ValueError):
         return False
-    check_plan(read_json(manifest), job.plan, job.folder, keys=COMPLETE_KEYS)
+    if shapes != ((len(job.raws), job.plan["dim"]), (len(job.raws),)):
+        return False
+    manifest["merged"] = {name: file_record(job.folder / name) for name in MERGED}
+    write_json_atomic(job.folder / "manifest.json", manifest)
+    _say_rank0(f"encode: {job.folder}: recorded the checksums of its merged files (its manifest predates them)")
     return True
 
 
-def _pending_chunks(job: Job) -> list[int]:
-    """Check (or record) the plan of the shards folder, drop half-written files, list chunks to do."""
+def _all_shards_verified(job: Job, wait: bool, repair: bool) -> bool:
+    """True when every chunk of the shards folder's plan has a shard that verifies, and that plan agrees with
+    this job (on everything a complete cache must: inputs, encoder, revision, dtype..., and on the chunk size
+    unless we ``repair`` a cache that was complete): it can then be merged without loading the encoder (its
+    chunk order is taken from ``shards/plan.json``)."""
+    plan_path = job.folder / "shards" / "plan.json"
+    if not plan_path.is_file():
+        return False
+    old = read_json(plan_path)
+    keys = COMPLETE_KEYS if repair else (*COMPLETE_KEYS, "chunk_size")
+    if any(old.get(k) != job.plan.get(k) for k in keys) or "chunk_order" not in old:
+        return False
+    with _writers_lock(job, wait=wait, why="they are still writing shards"):
+        remove_stale_tmp(job.folder / "shards")
+        job.verified = verified_chunks(job.folder / "shards", _say_rank0)
+    if set(job.verified) != set(range(math.ceil(len(job.raws) / old["chunk_size"]))):
+        return False
+    job.plan["chunk_size"], job.plan["chunk_order"] = old["chunk_size"], old["chunk_order"]
+    return True
+
+
+def open_folder(job: Job, opts: EncodeOptions, lock: FolderLock) -> str:
+    """Rank 0, first thing: take the folder's job lock, then say what is to be done: ``complete`` (a
+    verified complete cache of these inputs and encoder), ``merge`` (every shard is there and verifies:
+    merge without loading the encoder) or ``encode``."""
+    if opts.overwrite:
+        lock.acquire(wait=False, why="--overwrite refused while another encode job uses this folder; "
+                                      "wait for it to finish (or stop it) and rerun")
+    else:
+        lock.acquire(wait=opts.wait, say=_say_rank0, why="" if opts.wait else "rerun without --no-wait to wait for it")
+    for tmp in remove_stale_tmp(job.folder):  # a merge or manifest write killed part-way (we hold the job lock)
+        _say_rank0(f"encode: removed {tmp.name}, left by a killed merge")
+    if opts.overwrite:
+        _clear(job)
+    manifest_path = job.folder / "manifest.json"
+    repair = manifest_path.is_file()
+    if repair:
+        manifest = read_json(manifest_path)
+        check_plan(manifest, job.plan, job.folder, keys=COMPLETE_KEYS)  # another job's complete cache: refused
+        problem = verify_merged(job.folder, manifest)
+        if problem is None or ("merged" not in manifest and _adopt_legacy(job, manifest)):
+            return "complete"
+        _say_rank0(f"encode: {problem}; not complete: merging it again from its shards")
+        manifest_path.unlink()  # never reported complete while it is repaired
+    return "merge" if _all_shards_verified(job, opts.wait, repair) else "encode"
+
+
+def _pending_chunks(job: Job, wait: bool = True) -> list[int]:
+    """Check (or record) the plan of the shards folder, drop half-written files, verify the shards (setting
+    corrupt ones aside) and list the chunks still to do. Rank 0, job lock held."""
     shards = job.folder / "shards"
     shards.mkdir(parents=True, exist_ok=True)
     plan_path = shards / "plan.json"
@@ -279,9 +350,17 @@ def _pending_chunks(job: Job) -> list[int]:
         check_plan(read_json(plan_path), job.plan, job.folder)
     else:
         write_json_atomic(plan_path, job.plan)
-    remove_stale_tmp(shards)
-    done = finished_chunks(shards)
-    return [c for c in range(len(job.chunks)) if c not in done]
+    with _writers_lock(job, wait=wait, why="they are still writing shards"):
+        if job.verified is None:
+            remove_stale_tmp(shards)
+            job.verified = verified_chunks(shards, _say_rank0)
+        for chunk, shard in sorted(job.verified.items()):
+            if chunk >= len(job.chunks) or not np.array_equal(np.sort(shard.index), np.sort(job.chunks[chunk])):
+                path = finished_chunks(shards)[chunk]
+                moved = set_aside(path)
+                _say_rank0(f"encode: shard {path} holds other items than chunk {chunk}; set aside as {moved.name}")
+                del job.verified[chunk]
+    return [c for c in range(len(job.chunks)) if c not in job.verified]
 
 
 # ----------------------------------------------------------------------------- the encoder
@@ -384,11 +463,14 @@ def encode_pending(job: Job, encoder: Any, pending: list[int], opts: EncodeOptio
     total = sum(len(b.items) for b in batches if not b.dummy)
     bar = tqdm(total=total, unit="item", desc=f"encode rank 0/{ctx.world}", disable=ctx.rank != 0 or not opts.progress)
     start = time.perf_counter()
-    for batch, inputs, keep, failures in loader:
-        feats = encode_inputs(encoder.encode, inputs, len(batch.items), keep, job.info.dim)
-        if not batch.dummy:
-            writer.add(batch, feats, failures)
-            bar.update(len(batch.items))
+    # shared writer lock while this rank writes (released before the final collective, so a rank stuck
+    # there after its rank 0 died never holds up the next job)
+    with FolderLock(job.folder, WRITERS_NAME, shared=True):
+        for batch, inputs, keep, failures in loader:
+            feats = encode_inputs(encoder.encode, inputs, len(batch.items), keep, job.info.dim)
+            if not batch.dummy:
+                writer.add(batch, feats, drop_nonfinite(batch.items, feats, failures))
+                bar.update(len(batch.items))
     bar.close()
     return {**writer.totals, "seconds": time.perf_counter() - start, "rank": ctx.rank, **_peak_memory(ctx.device)}
 
@@ -418,9 +500,10 @@ def build_manifest(job: Job, merged: Any, stats: list[dict], wall: float, pendin
         "backend": info.backend, "family": info.family, "params": info.params,
         "max_tokens": info.max_tokens, "image_size": info.image_size,
         "n_valid": merged.n_valid, "failures": merged.failures,
+        "merged": merged.merged, "shards": merged.shards,
         "strategy": job.strategy, "world_size": ctx.world, "device": str(ctx.device.type),
-        "batch_budget": job.budget, "chunks": {"total": len(job.chunks), "encoded_this_run": len(pending),
-                                               "reused": len(job.chunks) - len(pending)},
+        "batch_budget": job.budget, "chunks": {"total": job.n_chunks, "encoded_this_run": len(pending),
+                                               "reused": job.n_chunks - len(pending)},
         "throughput": _throughput(stats, wall),
         # every chunk's encode seconds, whichever run wrote it: the whole cost of a resumed cache
         "encode_seconds_all_runs": sum(float(c.get("seconds") or 0.0) for c in merged.stats),
@@ -433,13 +516,16 @@ def build_manifest(job: Job, merged: Any, stats: list[dict], wall: float, pendin
 
 
 def finish(job: Job, pending: list[int], stats: dict, start: float, ctx: Dist) -> None:
-    """Barrier, then rank 0 merges every shard and writes the manifest last (marks completion)."""
+    """Barrier, then rank 0 merges every shard (verifying each) and writes the manifest last (marks
+    completion); a merge error on rank 0 stops every rank."""
     all_stats = ctx.gather(stats)
-    if ctx.rank == 0:
+
+    def merge() -> None:
         merged = merge_shards(job.folder, len(job.raws), job.info.dim)
         manifest = build_manifest(job, merged, all_stats, time.perf_counter() - start, pending, ctx)
         write_json_atomic(job.folder / "manifest.json", manifest)
-    ctx.barrier()
+
+    on_rank0(ctx, merge)
 
 
 # ----------------------------------------------------------------------------- entry points
@@ -454,17 +540,30 @@ def run(dataset: Any, opts: EncodeOptions) -> Path:
     info = get_info(opts.encoder, trust_remote_code=opts.trust_remote_code)  # metadata only, no weights
     ctx = start_distributed(opts, opts.strategy or info.strategy)
     job = plan_job(dataset, opts, info, ctx)
-    if on_rank0(ctx, lambda: _is_complete(job, opts.overwrite)):
-        _say(ctx, f"encode: {job.folder} is already complete")
-        return job.folder
-    encoder, _keep_alive = load_encoder(job, opts, ctx)
-    start = time.perf_counter()
-    set_chunks(job, catalogue_lengths(job, encoder, ctx))
-    pending = on_rank0(ctx, lambda: _pending_chunks(job))
-    _say(ctx, f"encode: {len(job.chunks)} chunks of {job.plan['chunk_size']} items, {len(pending)} to do, "
-              f"{ctx.world} process(es), {job.strategy}, {job.dtype} on {ctx.device.type}")
-    stats = encode_pending(job, encoder, pending, opts, ctx)
-    finish(job, pending, stats, start, ctx)
+    lock = FolderLock(job.folder)  # taken by rank 0 only, for the whole job (harness.features.lock)
+    try:
+        state = on_rank0(ctx, lambda: open_folder(job, opts, lock))
+        if state == "complete":
+            _say(ctx, f"encode: {job.folder} is already complete")
+            return job.folder
+        start = time.perf_counter()  # the wall clock of this run's work (after the encoder loads, when it does)
+        if state == "merge":
+            job.plan["chunk_size"], job.plan["chunk_order"] = ctx.broadcast((job.plan["chunk_size"], job.plan.get("chunk_order")))
+            pending: list[int] = []
+            stats = {"items": 0, "tokens": 0, "padded_tokens": 0, "batches": 0, "chunks": 0, "seconds": 0.0,
+                     "rank": ctx.rank, **_peak_memory(ctx.device)}
+            _say(ctx, f"encode: all {job.n_chunks} shards are there and verified; merging them")
+        else:
+            encoder, _keep_alive = load_encoder(job, opts, ctx)
+            start = time.perf_counter()
+            set_chunks(job, catalogue_lengths(job, encoder, ctx))
+            pending = on_rank0(ctx, lambda: _pending_chunks(job, opts.wait))
+            _say(ctx, f"encode: {len(job.chunks)} chunks of {job.plan['chunk_size']} items, {len(pending)} to do, "
+                      f"{ctx.world} process(es), {job.strategy}, {job.dtype} on {ctx.device.type}")
+            stats = encode_pending(job, encoder, pending, opts, ctx)
+        finish(job, pending, stats, start, ctx)
+    finally:
+        lock.release()  # rank 0, after the last collective: every rank has stopped writing
     _say(ctx, f"encode: wrote {job.folder}")
     return job.folder
 
@@ -500,13 +599,16 @@ def parse_args(argv: list[str] | None) -> tuple[str, str | None, EncodeOptions]:
     p.add_argument("--trust-remote-code", action="store_true", help="allow legacy checkpoints that run their own code")
     p.add_argument("--random-weights", action="store_true", help="real architecture, seeded random weights (benchmarks)")
     p.add_argument("--compile", action="store_true", help="torch.compile the encoder's repeated blocks")
-    p.add_argument("--overwrite", action="store_true", help="discard an existing or partial cache for this encoder")
+    p.add_argument("--overwrite", action="store_true",
+                   help="discard an existing or partial cache for this encoder (refused while another job uses it)")
+    p.add_argument("--no-wait", action="store_true",
+                   help="fail at once when another encode job holds the feature folder (default: wait for it)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     a = p.parse_args(argv)
     opts = EncodeOptions(encoder=a.encoder, modality=a.modality, cache_dir=a.cache_dir, cpu=a.cpu, strategy=a.strategy,
                          batch_tokens=a.batch_tokens, batch_size=a.batch_size, dtype=a.dtype, num_workers=a.num_workers,
                          limit=a.limit, chunk_size=a.chunk_size, trust_remote_code=a.trust_remote_code,
-                         overwrite=a.overwrite, ds_config=a.ds_config, random_weights=a.random_weights,
+                         overwrite=a.overwrite, wait=not a.no_wait, ds_config=a.ds_config, random_weights=a.random_weights,
                          compile=a.compile, progress=not a.no_progress)
     return a.dataset, a.data_dir, opts
 

@@ -1,4 +1,8 @@
-"""Reading the feature cache: ``load_features`` (refuses foreign inputs) and ``ensure_features``."""
+"""Reading the feature cache: ``load_features`` and ``ensure_features``.
+
+A cache is loaded only when its merged files match the checksums its manifest records, it was built
+from exactly the dataset's item inputs, and at least one of its rows is valid.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ import numpy as np
 from harness.features.fingerprint import fingerprint, item_raws
 from harness.features.layout import feature_dir
 from harness.features.manifest import read_json
+from harness.features.merge import verify_merged
 
 
 @dataclass
@@ -30,12 +35,34 @@ class CacheMissing(FileNotFoundError):
     """No complete cache (no manifest) for this (dataset, encoder, modality)."""
 
 
+class CacheCorrupt(CacheMissing):
+    """The merged files are missing or do not match the manifest; ``harness encode`` re-merges them
+    from the shards (``ensure_features`` does so by itself)."""
+
+
+class NoValidFeatures(ValueError):
+    """The encoder produced no valid row for any item (e.g. an image encoder on a dataset without images)."""
+
+
+_ADD = {"image": "add image paths/URLs to the dataset or drop features.image_encoder",
+        "text": "add item texts (titles, descriptions) to the dataset or drop features.text_encoder"}
+
+
+def _no_valid_message(dataset: str, encoder: str, modality: str, manifest: dict, n: int) -> str:
+    first = (manifest.get("failures") or [{}])[0]
+    example = f" (e.g. item {first['item']}: {first.get('reason')})" if "item" in first else ""
+    return (f"{dataset} has no usable item {modality}s: the {modality} encoder {encoder} produced 0 valid rows "
+            f"for its {n} items{example}; {_ADD[modality]}")
+
+
 def _encode_hint(dataset: str, encoder: str, modality: str) -> str:
     return f"harness encode --dataset {dataset} --encoder {encoder} --modality {modality}"
 
 
-def read_cache(folder: Path, raws: list[str], modality: str, hint: str = "") -> Features:
-    """Load a complete cache folder, checking it was built from exactly ``raws``."""
+def read_cache(folder: Path, raws: list[str], modality: str, hint: str = "",
+               dataset: str | None = None, encoder: str | None = None) -> Features:
+    """Load a complete cache folder, checking its merged files against the manifest's checksums, that it
+    was built from exactly ``raws``, and that it has a valid row."""
     manifest_path = folder / "manifest.json"
     if not manifest_path.is_file():
         raise CacheMissing(f"no complete feature cache at {folder} (manifest.json missing); build it with: {hint}")
@@ -48,10 +75,17 @@ def read_cache(folder: Path, raws: list[str], modality: str, hint: str = "") -> 
             f"fingerprint {expected[:12]}... (dataset changed, other filtering or item order). "
             f"Re-encode with: {hint} --overwrite"
         )
+    problem = verify_merged(folder, manifest)
+    if problem is not None:
+        raise CacheCorrupt(f"feature cache {folder} is not intact: {problem}. "
+                           f"Rerun the encode to re-merge it from its shards: {hint}")
     matrix = np.load(folder / "features.npy", mmap_mode="r")
     valid = np.load(folder / "valid.npy")
     if matrix.shape != (len(raws), manifest["dim"]) or valid.shape != (len(raws),):
         raise RuntimeError(f"{folder}: features {matrix.shape} / valid {valid.shape} disagree with the manifest")
+    if not valid.any():
+        raise NoValidFeatures(_no_valid_message(dataset or manifest.get("dataset", "?"), encoder or manifest.get("encoder", "?"),
+                                                modality, manifest, len(raws)))
     return Features(matrix=matrix, valid=valid, manifest=manifest)
 
 
@@ -59,11 +93,12 @@ def load_features(dataset: Any, encoder: str, modality: str, cache_root: str | P
     """The cached features of ``dataset``'s items under ``encoder``; refuses a fingerprint mismatch."""
     folder = feature_dir(dataset.name, encoder, modality, cache_root)
     raws = item_raws(dataset.items, modality)
-    return read_cache(folder, raws, modality, _encode_hint(dataset.name, encoder, modality))
+    return read_cache(folder, raws, modality, _encode_hint(dataset.name, encoder, modality), dataset.name, encoder)
 
 
 def ensure_features(dataset: Any, encoder: str, modality: str, cache_root: str | Path | None = None) -> Features:
-    """Load the cache, encoding in this process first (same code as the encode job) when it is missing."""
+    """Load the cache, encoding in this process first (same code as the encode job) when it is missing,
+    or re-merging it from its shards when its merged files are damaged."""
     try:
         return load_features(dataset, encoder, modality, cache_root)
     except CacheMissing:
