@@ -199,7 +199,7 @@ def test_shard_records_rows_and_digest_and_detects_any_damage(tmp_path):
     good = path.read_bytes()
     back = read_shard(path)
     assert len(back.sha256) == 64 and back.index.tolist() == [4, 5, 6, 7]
-    for offset in range(8, len(good), 7):  # every 7th byte of header and data, one at a time
+    for offset in range(0, len(good), 7):  # every 7th byte: length prefix, header and data, one at a time
         damaged = bytearray(good)
         damaged[offset] ^= 0x01
         path.write_bytes(bytes(damaged))
