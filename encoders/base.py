@@ -38,6 +38,7 @@ class EncoderInfo:
     image_size: int | None  # image: input resolution
     dtype: str  # preferred dtype on GPU
     strategy: str  # "ddp" (fits one device) | "zero3" (partition parameters across ranks)
+    revision: str | None = None  # upstream commit of the registered weights, when the registry pins one
 
 
 def device_budget_bytes() -> float:

@@ -63,6 +63,7 @@ class EncoderSpec(ABC):
     image_size: int | None = None
     dtype: str = "bfloat16"
     extra: dict[str, Any] = field(default_factory=dict)
+    revision: str | None = None  # the upstream commit the registered weights are pinned to, when known
 
     @abstractmethod
     def skeleton(self) -> nn.Module:
@@ -144,7 +145,7 @@ def info_of(spec: EncoderSpec) -> EncoderInfo:
         name=spec.name, modality=spec.modality, backend=spec.backend, family=spec.family,
         weights=spec.weights, params=params, dim=spec.dim, pooling=spec.pooling, layer=spec.layer,
         max_tokens=spec.max_tokens, image_size=spec.image_size, dtype=spec.dtype,
-        strategy=choose_strategy(params, spec.dtype),
+        strategy=choose_strategy(params, spec.dtype), revision=spec.revision,
     )
 
 
