@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 import mlflow
 import numpy as np
@@ -22,12 +23,25 @@ from harness.tracking import MemoryLogger, MLflowLogger, load_ranks
 EXP = "arch-exp"
 
 
+@pytest.fixture(scope="module")
+def blank_db(tmp_path_factory):
+    """An empty sqlite store with MLflow's schema, created once (the migrations take seconds); copied per use."""
+    path = tmp_path_factory.mktemp("blank") / "mlflow.db"
+    MlflowClient(f"sqlite:///{path}").search_experiments(max_results=1)
+    return path
+
+
+def new_store(blank_db, path) -> str:
+    shutil.copy(blank_db, path)
+    return f"sqlite:///{path}"
+
+
 @pytest.fixture
-def uri(tmp_path, monkeypatch) -> str:
+def uri(tmp_path, monkeypatch, blank_db) -> str:
     monkeypatch.chdir(tmp_path)  # MLflow's default artifact root is relative to the working directory
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
-    yield f"sqlite:///{tmp_path / 'mlflow.db'}"
+    yield new_store(blank_db, tmp_path / "mlflow.db")
     mlflow.set_tracking_uri(None)
 
 
@@ -205,7 +219,7 @@ def test_several_archives_read_together_newest_per_cell_key(tmp_path):
 # ------------------------------------------------------------------------------------ export / import
 
 
-def test_export_then_import_into_a_fresh_store_equals(uri, tmp_path):
+def test_export_then_import_into_a_fresh_store_equals(uri, tmp_path, blank_db):
     parent = sweep_parent(uri)
     for seed in (1, 2, 3):
         mlflow_run(uri, f"key{seed}", seed, parent=parent, ranks=seed != 3)
@@ -231,7 +245,7 @@ def test_export_then_import_into_a_fresh_store_equals(uri, tmp_path):
     pd.testing.assert_frame_equal(comparable(got), comparable(src), check_dtype=False)
     assert set(got["run_id"]) == set(src["run_id"]) and set(got["start_time"]) == set(src["start_time"])
 
-    fresh = f"sqlite:///{tmp_path / 'fresh.db'}"
+    fresh = new_store(blank_db, tmp_path / "fresh.db")
     created = A.import_archive(folder, uri=fresh)
     assert len(created) == 3
     c2 = MlflowClient(fresh)
@@ -287,7 +301,7 @@ def test_import_goes_under_the_existing_sweep_parent_and_skips_finished_cells(ur
 # ----------------------------------------------------------------------------------------------- CLI
 
 
-def test_cli_export_list_import(uri, tmp_path, capsys):
+def test_cli_export_list_import(uri, tmp_path, capsys, blank_db):
     sweep_parent(uri)
     mlflow_run(uri, "keyA", 1)
     mlflow_run(uri, "keyB", 2, ranks=False)
@@ -298,7 +312,7 @@ def test_cli_export_list_import(uri, tmp_path, capsys):
     assert out.startswith(f"# {EXP}: 2 cells, harness.axes.0=dataset,seed")
     assert f"keyA  FINISHED  HR@20 {100 * (0.2 + 1 / 997):6.2f}  ranks test " in out and "keyB  FINISHED" in out
     assert "ranks -" in out
-    fresh = f"sqlite:///{tmp_path / 'fresh.db'}"
+    fresh = new_store(blank_db, tmp_path / "fresh.db")
     assert cli(["archive", "import", str(tmp_path / "out" / EXP), "--experiment", "other", "--uri", fresh]) == 0
     assert "imported 2 runs" in capsys.readouterr().out
     assert len(MlflowClient(fresh).search_runs([MlflowClient(fresh).get_experiment_by_name("other").experiment_id])) == 3
