@@ -210,12 +210,19 @@ def check_names(cells: list[Cell]) -> None:
         return
     # importing the registry loads every backend (seconds): only when a cell names an encoder
     from encoders import list_encoders
+    from encoders.local import as_local_dir
 
     known = set(list_encoders())
     for cell in cells:
         for enc in (cell.config.features.text_encoder, cell.config.features.image_encoder):
-            if enc and enc not in known and not Path(enc).exists():
-                raise C.ConfigError(f"cell {cell.index} ({cell.name}): unknown encoder {enc!r}{C._closest(enc, sorted(known))}")
+            if not enc or enc in known:
+                continue
+            try:  # a local checkpoint folder, named as in `harness encode`: local-dir:/path or a bare path
+                if as_local_dir(enc) is not None:
+                    continue
+            except FileNotFoundError as exc:
+                raise C.ConfigError(f"cell {cell.index} ({cell.name}): {exc}") from None
+            raise C.ConfigError(f"cell {cell.index} ({cell.name}): unknown encoder {enc!r}{C._closest(enc, sorted(known))}")
 
 
 # --------------------------------------------------------------------------------------------- MLflow

@@ -210,3 +210,24 @@ def test_archive_mode_runs_cells_without_mlflow(tmp_path, session_cache):
     assert record["metrics"]["encoder.params"] == 0 and record["tags"]["harness.method"] == "id"
     again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and "0 to run" in again.stdout, again.stdout
+
+
+def test_local_checkpoint_folders_are_encoders_in_sweeps_and_train(tmp_path):
+    """``local-dir:/path`` names an encoder in a sweep and in ``harness train`` exactly as in ``harness encode``."""
+    from encoders.tokenizers import minilm_dir
+    from harness.tracking import MemoryLogger
+    from harness.train import run
+
+    folder = f"local-dir:{minilm_dir()}"
+    grid = {"features.text_encoder": [folder, str(minilm_dir())]}
+    S.check_names(S.load_sweep(write(tmp_path, {"base": {"model": {"items": "finetune"}}, "grid": grid})).cells())
+    missing = S.load_sweep(write(tmp_path, {"base": {"model": {"items": "finetune"}},
+                                            "grid": {"features.text_encoder": ["local-dir:/no/such/model"]}})).cells()
+    with pytest.raises(C.ConfigError, match="/no/such/model is not a directory"):
+        S.check_names(missing)
+    log = MemoryLogger()
+    cfg = C.load(overrides=["dataset=ml-100k", "dataset.max_len=10", "model.items=finetune", "model.dim=8", "model.layers=1",
+                            f"features.text_encoder={folder}", "train.epochs=1", "train.device=cpu", "train.valid_targets=200"])
+    run(cfg, log)
+    assert log.tags["harness.encoder.text"] == folder
+    assert dict((k, v) for k, v, _ in log.metrics)["encoder.text.params"] == 22713216  # MiniLM-L6, read from its folder
