@@ -214,7 +214,9 @@ def plan_job(dataset: Any, opts: EncodeOptions, info: Any, ctx: Dist) -> Job:
     dtype = _resolve_dtype(opts, ctx.device, info.dtype)
     budget = opts.batch_size if modality == "image" else opts.batch_tokens or (16384 if ctx.device.type == "cuda" else 4096)
     weights = "random" if opts.random_weights else info.weights
-    plan = {"encoder": enc_key, "revision": weights_revision(weights), "modality": modality,
+    pinned = getattr(info, "revision", None)  # a registry name pinned to one upstream commit (e.g. mpnet-base)
+    revision = f"{weights}@{pinned}" if pinned and weights != "random" else weights_revision(weights)
+    plan = {"encoder": enc_key, "revision": revision, "modality": modality,
             "pooling": info.pooling, "layer": info.layer, "dtype": dtype, "dim": info.dim, "n_items": len(raws),
             "fingerprint": fingerprint(raws, modality), "chunk_size": opts.chunk_size or auto_chunk_size(len(raws)),
             "weights": weights}
