@@ -395,9 +395,11 @@ def encoder_points(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def method(runs: pd.DataFrame) -> pd.Series:
-    """Item representation of each run, with ``+kdsr`` when KDSR supervised it (runs without tags: ``-``)."""
+    """The run's method label (tag ``harness.method``: ``finetune``, ``finetune+async``, ``finetune+kdsr`` ...);
+    runs from before that tag: item representation with ``+kdsr`` when KDSR was on (no tags: ``-``)."""
     items = tag(runs, "harness.items", "-")
-    return items + np.where(tag(runs, "harness.kdsr", "false") == "true", "+kdsr", "")
+    legacy = items + np.where(tag(runs, "harness.kdsr", "false") == "true", "+kdsr", "")
+    return tag(runs, "harness.method", "").where(lambda m: m != "", legacy)
 
 
 def baselines(df: pd.DataFrame) -> pd.DataFrame:
