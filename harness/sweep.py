@@ -196,6 +196,22 @@ def load_sweep(path: str | Path, overrides: list[str] | None = None) -> Sweep:
     return sweep
 
 
+def select(cells: list[Cell], where: list[str] | None = None) -> list[Cell]:
+    """The cells whose axis labels match every ``AXIS=LABEL[,LABEL...]`` filter (all cells without filters)."""
+    wanted: dict[str, set[str]] = {}
+    for item in where or []:
+        axis, sep, labels = item.partition("=")
+        if not sep:
+            raise C.ConfigError(f"--where {item!r} is not AXIS=LABEL[,LABEL...]")
+        wanted[axis] = set(labels.split(","))
+    axes = {a for c in cells for a in c.labels}
+    names = {**{_short(a): a for a in axes}, **{a: a for a in axes}}  # ``seed`` as in run names, or ``train.seed``
+    unknown = sorted(set(wanted) - set(names))
+    if unknown:
+        raise C.ConfigError(f"--where axis {unknown[0]!r} is not an axis of this sweep (axes: {', '.join(sorted(axes))})")
+    return [c for c in cells if all(c.labels.get(names[a]) in labels for a, labels in wanted.items())]
+
+
 def check_names(cells: list[Cell]) -> None:
     """Fail early, before any job starts, on dataset or encoder names nobody registered."""
     from harness.data import list_datasets
@@ -456,14 +472,16 @@ def archived_keys(folder: Path) -> set[str]:
     return {r["cell_key"] for r in records if r.get("status") == "FINISHED"}
 
 
-def run_archive(sweep: Sweep, root: str | Path, jobs: int = 1, logs: str | Path | None = None) -> int:
+def run_archive(sweep: Sweep, root: str | Path, jobs: int = 1, logs: str | Path | None = None,
+                where: list[str] | None = None) -> int:
     """Every cell not yet in the archive, on this machine, ``jobs`` processes at a time, without MLflow
     (e.g. a GPU box that has none); ``harness archive import`` later brings the records into MLflow."""
     from tqdm import tqdm
 
     folder = archive_folder(sweep, root)
-    todo = [c for c in sweep.cells() if c.key not in archived_keys(folder)]
-    print(f"{sweep.name}: {len(sweep.cells())} cells, {len(todo)} to run into {folder}, {jobs} at a time", flush=True)
+    chosen = select(sweep.cells(), where)
+    todo = [c for c in chosen if c.key not in archived_keys(folder)]
+    print(f"{sweep.name}: {len(chosen)} cells, {len(todo)} to run into {folder}, {jobs} at a time", flush=True)
     pre_encode(todo)
     env, logs = task_env(None, max(1, (os.cpu_count() or 1) // jobs)), log_dir(sweep, logs)
     extra = ["--archive", str(Path(root).resolve())]
@@ -474,7 +492,7 @@ def run_archive(sweep: Sweep, root: str | Path, jobs: int = 1, logs: str | Path 
                 cell = futures[future]
                 bar.write(f"cell {cell.index} [{cell.name}] failed: {logs / f'cell-{cell.index:04d}.log'}")
             bar.update()
-    return 0 if all(c.key in archived_keys(folder) for c in sweep.cells()) else 1
+    return 0 if all(c.key in archived_keys(folder) for c in chosen) else 1
 
 
 # ------------------------------------------------------------------------------ fan-out: local / Slurm
@@ -534,12 +552,13 @@ def _run_one(sweep: Sweep, cell: Cell, env: dict[str, str], logs: Path, echo: bo
         return proc.wait()
 
 
-def run_local(sweep: Sweep, jobs: int = 1, logs: str | Path | None = None) -> int:
+def run_local(sweep: Sweep, jobs: int = 1, logs: str | Path | None = None, where: list[str] | None = None) -> int:
     """Every unfinished cell on this machine, ``jobs`` processes at a time; 0 when all cells FINISHED."""
     from tqdm import tqdm
 
     ctx = prepare(sweep)
-    todo = pending(sweep, ctx)
+    chosen = {c.key for c in select(sweep.cells(), where)}
+    todo = [c for c in pending(sweep, ctx) if c.key in chosen]
     print(f"{sweep.name}: {len(sweep.cells())} cells, {len(todo)} to run, {jobs} at a time", flush=True)
     pre_encode(todo)
     env, logs = task_env(ctx, max(1, (os.cpu_count() or 1) // jobs)), log_dir(sweep, logs)
@@ -644,9 +663,9 @@ def finalize(sweep: Sweep, ctx: Context) -> dict[str, int]:
 # ------------------------------------------------------------------------------------------------ CLI
 
 
-def list_cells(sweep: Sweep) -> str:
+def list_cells(sweep: Sweep, where: list[str] | None = None) -> str:
     """One line per cell: index, key, run name, overrides (the ``key=value`` pairs ``harness train`` takes)."""
-    cells = sweep.cells()
+    cells = select(sweep.cells(), where)
     lines = [f"# {sweep.name}: {len(cells)} cells -> experiment {sweep.experiment!r}"]
     for cell in cells:
         values = " ".join(f"{k}={_label(v)}" for k, v in cell.values.items())
@@ -671,6 +690,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="--submit: extra sbatch argument for the array, e.g. --sbatch-arg=--gres=gpu:1 "
                         "(also from $HARNESS_SBATCH_ARGS)")
     p.add_argument("--logs", help="folder for per-cell logs (default results/sweeps/<name>)")
+    p.add_argument("--where", action="append", default=[], metavar="AXIS=LABEL[,LABEL]",
+                   help="--local / --list: only the cells with these axis labels, e.g. --where dataset=ml-1m --where seed=1,2")
     p.add_argument("--archive", metavar="DIR", help="--local / --index: record cells in the archive DIR/<sweep name>/ "
                                                     "instead of MLflow (see harness archive import)")
     return p.parse_args(argv)
@@ -687,7 +708,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         args.index = int(os.environ["SLURM_ARRAY_TASK_ID"])
     if args.list:
-        print(list_cells(sweep))
+        print(list_cells(sweep, args.where))
         return 0
     if args.index is not None:
         return run_cell(sweep, args.index, archive_dir=args.archive)
@@ -696,9 +717,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if counts.get("FINISHED", 0) == len(sweep.cells()) else 1
     check_names(sweep.cells())
     if args.local and args.archive:
-        return run_archive(sweep, args.archive, max(1, args.jobs), args.logs)
+        return run_archive(sweep, args.archive, max(1, args.jobs), args.logs, args.where)
     if args.local:
-        return run_local(sweep, max(1, args.jobs), args.logs)
+        return run_local(sweep, max(1, args.jobs), args.logs, args.where)
     extra = shlex.split(os.environ.get("HARNESS_SBATCH_ARGS", "")) + args.sbatch_arg
     submit(sweep, extra, args.max_parallel, args.logs)
     return 0
