@@ -412,14 +412,15 @@ def baselines(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def log_axis(ax, values: pd.Series) -> None:
-    """Log x axis spanning at least a decade around ``values``, labelled 1M / 22.7M / 7G style."""
-    from matplotlib.ticker import EngFormatter, NullFormatter
+    """Log x axis spanning at least a decade around ``values``, ticks at the encoders' own sizes (22.7M, 109M)."""
+    from matplotlib.ticker import EngFormatter, FixedLocator, NullLocator
 
     lo, hi = float(values.min()), float(values.max())
     ax.set_xscale("log")
     ax.set_xlim(lo / 2, max(hi * 2, lo * 5))
-    ax.xaxis.set_major_formatter(EngFormatter())
-    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.xaxis.set_major_locator(FixedLocator(sorted(set(values.astype(float)))))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_major_formatter(EngFormatter(places=1))
 
 
 def plot_figure4(points: pd.DataFrame, base: pd.DataFrame, path: Path) -> Path:
@@ -452,10 +453,12 @@ def plot_figure4(points: pd.DataFrame, base: pd.DataFrame, path: Path) -> Path:
         for _, r in sel.drop_duplicates("encoder").iterrows():  # name the encoders once, on the top row
             axes[0][col].annotate(r["encoder"], (r["params"], r[f"{FIGURE_METRICS[0]}_mean"]), fontsize=7, alpha=0.7,
                                   textcoords="offset points", xytext=(2, 4))
-    axes[0][0].legend(fontsize=8, title="dim, method (dotted: no KDSR; dashed: ID only)", title_fontsize=7)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8,
+               title="dim, method\n(dashed line: ID only,\nsame colour = same dim)", title_fontsize=8)
     fig.suptitle("Encoder sophistication vs accuracy (mean ± std over seeds)")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
     return path
 
