@@ -24,7 +24,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--sweep", default=str(DEFAULT_SWEEP), help="sweep file (default sweeps/demo.yaml)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override applied to every cell (e.g. train.epochs=1)")
-    p.add_argument("-j", "--jobs", type=int, default=1, help="cells trained at once (default 1: all cores to one cell)")
+    p.add_argument("-j", "--jobs", type=int, default=2, help="cells trained at once (default 2: one core each on the 2-core box)")
+    p.add_argument("--where", action="append", default=[], metavar="AXIS=LABEL[,LABEL]",
+                   help="only these cells of the grid, e.g. --where seed=1")
     p.add_argument("--out", default="results/demo", help="where the plot and tables are written")
     return p.parse_args(argv)
 
@@ -51,11 +53,11 @@ def encode(pairs: list[tuple[str, str]]) -> None:
         encode_job.main(["--encoder", encoder, "--dataset", dataset, "--modality", "text", "--cpu"])
 
 
-def train(sweep, jobs: int) -> int:
+def train(sweep, jobs: int, where: list[str]) -> int:
     from harness import sweep as sweep_runner
 
-    print(f"[3/4] training {len(sweep.cells())} cells of sweep {sweep.name!r}", flush=True)
-    return sweep_runner.run_local(sweep, jobs=jobs)
+    print(f"[3/4] training {len(sweep_runner.select(sweep.cells(), where))} cells of sweep {sweep.name!r}", flush=True)
+    return sweep_runner.run_local(sweep, jobs=jobs, where=where)
 
 
 def report(sweep, out: Path) -> list[Path]:
@@ -74,8 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     start = time.perf_counter()
     sweep = sweep_runner.load_sweep(args.sweep, args.overrides)
-    encode(show_dataset(sweep.cells()))
-    status = train(sweep, args.jobs)
+    cells = sweep_runner.select(sweep.cells(), args.where)
+    encode(show_dataset(cells))
+    status = train(sweep, args.jobs, args.where)
     files = report(sweep, Path(args.out))
     uri = sweep_runner.store_uri(sweep)
     print(f"\ndone in {time.perf_counter() - start:.0f} s ({'all cells finished' if status == 0 else 'SOME CELLS FAILED'})")

@@ -559,7 +559,7 @@ def run_local(sweep: Sweep, jobs: int = 1, logs: str | Path | None = None, where
     ctx = prepare(sweep)
     chosen = {c.key for c in select(sweep.cells(), where)}
     todo = [c for c in pending(sweep, ctx) if c.key in chosen]
-    print(f"{sweep.name}: {len(sweep.cells())} cells, {len(todo)} to run, {jobs} at a time", flush=True)
+    print(f"{sweep.name}: {len(chosen)} cells, {len(todo)} to run, {jobs} at a time", flush=True)
     pre_encode(todo)
     env, logs = task_env(ctx, max(1, (os.cpu_count() or 1) // jobs)), log_dir(sweep, logs)
     with ThreadPoolExecutor(max_workers=jobs) as pool, tqdm(total=len(todo), desc="cells") as bar:
@@ -569,8 +569,8 @@ def run_local(sweep: Sweep, jobs: int = 1, logs: str | Path | None = None, where
             if future.result() != 0:
                 bar.write(f"cell {cell.index} [{cell.name}] failed: {logs / f'cell-{cell.index:04d}.log'}")
             bar.update()
-    counts = finalize(sweep, ctx)
-    return 0 if counts.get("FINISHED", 0) == len(sweep.cells()) else 1
+    finalize(sweep, ctx)
+    return 0 if chosen <= finished_keys(init_store(ctx.uri), ctx.experiment_id) else 1
 
 
 def slurm_script(name: str) -> Path:
