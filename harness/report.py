@@ -385,13 +385,20 @@ def encoder_points(df: pd.DataFrame) -> pd.DataFrame:
     for key, group in keys.groupby(axes, sort=True):
         sub = runs.loc[group.index]
         rec = dict(zip(axes, key))
-        rec["params"] = int(tag(sub, "harness.encoder_params").astype(int).iloc[0])
-        seconds = pd.to_numeric(tag(sub, "harness.encode_seconds", "nan"), errors="coerce")
+        rec["params"] = int(schema_number(sub, "encoder.params", "harness.encoder_params").iloc[0])
+        seconds = schema_number(sub, "encoder.encode_seconds", "harness.encode_seconds")
         rec["encode_seconds"] = float(seconds.mean())
         for name in FIGURE_METRICS:
             rec[f"{name}_mean"], rec[f"{name}_std"], rec["n"] = summarize(metric(sub, name))
         records.append(rec)
     return pd.DataFrame.from_records(records).sort_values(["dataset", "modality", "dim", "method", "params"]).reset_index(drop=True)
+
+
+def schema_number(runs: pd.DataFrame, metric_key: str, legacy_tag: str) -> pd.Series:
+    """A number of the run schema (``harness/run_schema.py``): the metric, else the tag older runs wrote."""
+    column = f"metrics.{metric_key}"
+    legacy = pd.to_numeric(tag(runs, legacy_tag, "nan"), errors="coerce")
+    return runs[column].astype(float).fillna(legacy) if column in runs else legacy
 
 
 def method(runs: pd.DataFrame) -> pd.Series:
