@@ -23,6 +23,7 @@ MLflow; nothing is logged then.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -170,10 +171,13 @@ def in_grid(df: pd.DataFrame, g: int) -> pd.DataFrame:
     return df[member]
 
 
-def build_tables(df: pd.DataFrame, parent: dict | None, kind: str, out: Path, ranks=None) -> list[Path]:
+def build_tables(df: pd.DataFrame, parent: dict | None, kind: str, out: Path, ranks=None,
+                 versus: list[str] | None = None) -> list[Path]:
     """One markdown + CSV table per grid, plus ``<kind>-significance.md/.csv``; returns the files written.
 
     ``ranks(run_id) -> {"above", "tied", "digest"} | None`` gives a run's test rank counts (tests over targets).
+    ``versus``: row labels (``method=finetune+async``) to test every row against as well, one
+    ``<kind>-significance-vs-<label>.md/.csv`` each (e.g. KDSR vs its async-only control).
     """
     files, sections, tests = [], [], []
     if "tags.harness.axis.model" not in df and parent is None:  # runs without sweep tags: label by config
@@ -189,10 +193,15 @@ def build_tables(df: pd.DataFrame, parent: dict | None, kind: str, out: Path, ra
         files.append(csv)
         sections.append(f"## {kind} grid {g}: rows {', '.join(a for a in axes if a not in NOT_ROW_AXES) or '-'}\n\n"
                         f"mean ± sample std over seeds, test metrics in %, {len(runs)} runs\n\n{to_markdown(long)}")
-        tests.append((g, axes, significance(runs, axes, ranks)))
+        tests.append((g, axes, runs))
     md = out / f"{kind}.md"
     md.write_text(f"# {kind}\n\n" + "\n".join(sections))
-    return [md] + files + write_significance(tests, kind, out)
+    files = [md] + files + write_significance([(g, a, significance(r, a, ranks)) for g, a, r in tests], kind, out)
+    for label in versus or []:
+        slug = re.sub(r"[^A-Za-z0-9_.+-]+", "_", label)
+        files += write_significance([(g, a, significance(r, a, ranks, reference=label)) for g, a, r in tests],
+                                    f"{kind}-significance-vs-{slug}", out, suffix="", versus=label)
+    return files
 
 
 # ------------------------------------------------------------------------------------- significance
@@ -220,8 +229,9 @@ def seed_of(df: pd.DataFrame) -> pd.Series:
     return tag(df, "harness.seed").where(tag(df, "harness.seed") != "", param(df, "train.seed", "-"))
 
 
-def significance(df: pd.DataFrame, axes: list[str], ranks=None) -> pd.DataFrame:
-    """Every row of a grid table vs the best non-KDSR row of the same backbone and dataset (by mean test HR@20).
+def significance(df: pd.DataFrame, axes: list[str], ranks=None, reference: str | None = None) -> pd.DataFrame:
+    """Every row of a grid table vs the best non-KDSR row of the same backbone and dataset (by mean test HR@20),
+    or, with ``reference`` (a row label such as ``method=finetune+async``), vs that row.
 
     Long table: one record per (row, dataset, metric) with the effect (row - reference, points), the 95% CI
     and p-value over targets (Wilcoxon signed-rank; t-test too) and the p-value and CI over seeds (paired t),
@@ -257,7 +267,8 @@ def significance(df: pd.DataFrame, axes: list[str], ranks=None) -> pd.DataFrame:
 
     records = []
     for grp in groups:
-        peers = [o for o in groups if o["dataset"] == grp["dataset"] and o["backbone"] == grp["backbone"] and not o["kdsr"]]
+        same = [o for o in groups if o["dataset"] == grp["dataset"] and o["backbone"] == grp["backbone"]]
+        peers = [o for o in same if (o["row"] == reference if reference else not o["kdsr"])]
         ref = max(peers, key=lambda o: o["hr"]) if peers else None
         base = {**grp["label"], "row": grp["row"], "backbone": grp["backbone"], "kdsr": grp["kdsr"],
                 "reference": ref["row"] if ref else "", "is_reference": ref is grp}
@@ -351,13 +362,17 @@ CAPTION = ("Each row vs the best non-KDSR row of the same backbone and dataset (
            "this table, separately per metric and test; * = p < 0.05 after Holm. `-`: not tested (see the notes).")
 
 
-def write_significance(tests: list[tuple[int, list[str], pd.DataFrame]], kind: str, out: Path) -> list[Path]:
-    """``<kind>-significance.md`` (a table per grid) and ``<kind>-significance.csv`` (long, every grid)."""
+def write_significance(tests: list[tuple[int, list[str], pd.DataFrame]], kind: str, out: Path,
+                       suffix: str = "-significance", versus: str | None = None) -> list[Path]:
+    """``<kind><suffix>.md`` (a table per grid) and ``<kind><suffix>.csv`` (long, every grid)."""
     sections, frames = [], []
+    caption = CAPTION
+    if versus:  # the reference is a named row, not the best non-KDSR one
+        caption = f"Each row vs `{versus}` of the same backbone and dataset (`ref`)." + CAPTION[CAPTION.index(")") + 2:]
     for g, axes, sig in tests:
-        sections.append(f"## {kind} grid {g}: significance\n\n{CAPTION}\n\n{significance_markdown(sig, axes)}")
+        sections.append(f"## {kind} grid {g}: significance\n\n{caption}\n\n{significance_markdown(sig, axes)}")
         frames.append(sig.assign(grid=g))
-    md, csv = out / f"{kind}-significance.md", out / f"{kind}-significance.csv"
+    md, csv = out / f"{kind}{suffix}.md", out / f"{kind}{suffix}.csv"
     md.write_text(f"# {kind}: paired significance\n\n" + "\n".join(sections))
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     if not table.empty:
@@ -609,8 +624,15 @@ def log_outputs(experiment: str, parent: dict | None, kind: str, files: list[Pat
     return run_id
 
 
+def in_sweep_order(df: pd.DataFrame) -> pd.DataFrame:
+    """Runs in the order of their sweep's grid (tag ``harness.cell_index``), so table rows read as the sweep
+    file lists them wherever the runs came from (MLflow's start times, archive file names)."""
+    index = pd.to_numeric(tag(df, "harness.cell_index", "nan"), errors="coerce")
+    return df.assign(_order=index).sort_values("_order", kind="stable").drop(columns="_order").reset_index(drop=True)
+
+
 def build(kind: str, experiment: str | None = None, out: str | Path | None = None, log: bool = True,
-          uri: str | None = None, archive=None) -> list[Path]:
+          uri: str | None = None, archive=None, versus: list[str] | None = None) -> list[Path]:
     """Build one report from the experiment's runs; write it to ``out`` and (``log``) to MLflow.
 
     ``uri``: tracking URI (default ``$MLFLOW_TRACKING_URI``, else the harness' ``sqlite:///mlruns.db``).
@@ -636,13 +658,13 @@ def build(kind: str, experiment: str | None = None, out: str | Path | None = Non
         source, name = MlflowSource(experiment), experiment
     out = Path(out or Path("results") / "report" / name)
     out.mkdir(parents=True, exist_ok=True)
-    df, parent = source.runs(), source.parent()
+    df, parent = in_sweep_order(source.runs()), source.parent()
     if kind == "figure4":
         files = build_figure4(df, out)
     elif kind == "forgetting":
         files = build_forgetting(df, parent, out, source.history)
     else:
-        files = build_tables(df, parent, kind, out, source.ranks)
+        files = build_tables(df, parent, kind, out, source.ranks, versus)
     if log:
         log_outputs(experiment, parent, kind, files)
     return files
@@ -656,10 +678,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", help="output folder (default results/report/<experiment>)")
     p.add_argument("--uri", help="tracking URI (default $MLFLOW_TRACKING_URI or sqlite:///mlruns.db)")
     p.add_argument("--no-log", action="store_true", help="do not log the outputs to MLflow")
+    p.add_argument("--versus", action="append", default=[], metavar="ROW",
+                   help="table2/ablation: also test every row against this row, e.g. --versus method=finetune+async")
     args = p.parse_args(argv)
     if not args.experiment and not args.archive:
         p.error("--experiment is required (or read archives with --archive DIR ...)")
-    for path in build(args.kind, args.experiment, args.out, log=not args.no_log, uri=args.uri, archive=args.archive):
+    for path in build(args.kind, args.experiment, args.out, log=not args.no_log, uri=args.uri, archive=args.archive,
+                      versus=args.versus):
         print(path)
     return 0
 

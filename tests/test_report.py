@@ -345,3 +345,24 @@ def test_constructed_reports_from_archives_equal_mlflow_without_importing_mlflow
         assert sorted(p.name for p in theirs.iterdir()) == names
         for name in names:
             assert (theirs / name).read_text() == (ours / name).read_text(), (source, name)
+
+
+def test_versus_tests_every_row_against_a_named_row(constructed):
+    """``--versus method=finetune``: a second significance table whose reference is that row (here: KDSR vs
+    plain fine-tuning instead of vs the best non-KDSR row), with the same statistics."""
+    from scipy import stats as sps
+
+    out = constructed["tmp"] / "versus-report"
+    assert R.main(["table2", "--archive", str(constructed["folder"]), "--out", str(out),
+                   "--versus", "model=sasrec, method=finetune"]) == 0
+    sig = pd.read_csv(out / "table2-significance-vs-model_sasrec_method_finetune.csv")
+    sasrec = sig[sig["model"] == "sasrec"]
+    assert set(sasrec["reference"]) == {"model=sasrec, method=finetune"}
+    assert set(sig[sig["model"] == "gru4rec"]["reference"].fillna("")) == {""}  # no such row for that backbone
+    r = sasrec[(sasrec["method"] == "kdsr") & (sasrec["metric"] == "hr@20")].iloc[0]
+    va, vb = seed_values("sasrec", "kdsr", "hr@20"), seed_values("sasrec", "finetune", "hr@20")
+    diff = np.mean([va[s] for s in SEEDS], axis=0) - np.mean([vb[s] for s in SEEDS], axis=0)
+    assert r["effect"] == pytest.approx(100 * diff.mean(), rel=1e-9)
+    assert r["p_targets"] == pytest.approx(sps.wilcoxon(diff).pvalue, rel=1e-9)
+    markdown = (out / "table2-significance-vs-model_sasrec_method_finetune.md").read_text()
+    assert "Each row vs `model=sasrec, method=finetune`" in markdown
