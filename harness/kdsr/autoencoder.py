@@ -72,7 +72,8 @@ def fit_autoencoder(
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     history: list[float] = []
     best, stale = float("inf"), 0
-    bar = tqdm(range(max_epochs), desc=f"teacher autoencoder -> {latent_dim}", disable=not progress, leave=False)
+    # disable=None: no progress bar when not on a terminal (cell and Slurm logs stay readable)
+    bar = tqdm(range(max_epochs), desc=f"teacher autoencoder -> {latent_dim}", disable=None if progress else True, leave=False)
     for _ in bar:
         history.append(_epoch(model, x, opt, batch_size, gen))
         bar.set_postfix(mse=f"{history[-1]:.4f}")

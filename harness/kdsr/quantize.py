@@ -69,7 +69,8 @@ def fit_vq(x: np.ndarray, codes: int, seed: int = 0, epochs: int = 30, batch_siz
     mean, std = data.mean(0), data.std(0).clamp_min(1e-6)
     book = (mean + std * torch.randn(codes, data.shape[1], generator=gen)).requires_grad_(True)
     opt = torch.optim.Adam([book], lr=lr * float(std.mean()))
-    bar = tqdm(range(epochs), desc=f"VQ codebook K={codes}", disable=not progress, leave=False)
+    # disable=None: no progress bar when not on a terminal (cell and Slurm logs stay readable)
+    bar = tqdm(range(epochs), desc=f"VQ codebook K={codes}", disable=None if progress else True, leave=False)
     for epoch in bar:
         loss, used = _vq_epoch(book, data, opt, batch_size, gen)
         bar.set_postfix(loss=f"{loss:.4g}", used=int(used.sum()))

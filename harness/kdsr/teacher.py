@@ -131,7 +131,8 @@ class TeacherTable(nn.Module):
         codes = torch.empty(n, n, dtype=torch.uint8, device=z.device)
         block = max(1, (1 << 18) // n)  # rows per step: ~260k pairs in flight
         spec = teacher.spec
-        for start in tqdm(range(0, n, block), desc="teacher tables", disable=not progress, leave=False):
+        # disable=None: no progress bar when not on a terminal (cell and Slurm logs stay readable)
+        for start in tqdm(range(0, n, block), desc="teacher tables", disable=None if progress else True, leave=False):
             rows = z[start : start + block]
             scores[start : start + block] = ((cross_scores(rows, z, spec.score) - teacher.mean) / teacher.std).half()
             vectors = cross_correlation_vectors(rows, z, spec.sub_vectors, spec.score)
