@@ -43,12 +43,11 @@ from typing import Any
 
 import numpy as np
 
+from harness.run_schema import TAG_KEY, TAG_ROLE, finished_keys, search_all
 from harness.tracking import RANKS_DIR, MemoryLogger, check_ranks, load_ranks, mlflow_key, save_ranks
 
 SCHEMA = 1
 SWEEP_FILE = "sweep.json"
-TAG_KEY = "harness.cell_key"
-TAG_ROLE = "harness.role"
 TAG_PARENT = "mlflow.parentRunId"
 TAG_RUN_NAME = "mlflow.runName"
 INFO_COLUMNS = ("run_id", "experiment_id", "status", "artifact_uri", "start_time", "end_time")
@@ -319,22 +318,6 @@ def _uri(uri: str | None) -> str:
     return tracking_uri(TrackingConfig(uri=uri))
 
 
-def _search(client, experiment_id: str, query: str) -> list:
-    runs, token = [], None
-    while True:
-        page = client.search_runs([experiment_id], filter_string=query, max_results=1000, page_token=token,
-                                  order_by=["attributes.start_time DESC"])
-        runs += list(page)
-        token = page.token
-        if not token:
-            return runs
-
-
-def finished_keys(client, experiment_id: str) -> set[str]:
-    """Cell keys with a FINISHED run in the experiment (what ``harness sweep`` skips)."""
-    return {r.data.tags[TAG_KEY] for r in _search(client, experiment_id, "attributes.status = 'FINISHED'") if TAG_KEY in r.data.tags}
-
-
 def _newest_parent(client, experiment_id: str):
     found = client.search_runs([experiment_id], filter_string=f"tags.`{TAG_ROLE}` = 'sweep'", max_results=1,
                                order_by=["attributes.start_time DESC"])
@@ -382,7 +365,7 @@ def export(experiment: str, dest: str | Path, uri: str | None = None) -> Path:
     found = client.get_experiment_by_name(experiment)
     if found is None:
         raise LookupError(f"no MLflow experiment {experiment!r} at {_uri(uri)}")
-    runs = _search(client, found.experiment_id, "attributes.status = 'FINISHED'")
+    runs = search_all(client, found.experiment_id, "attributes.status = 'FINISHED'", ["attributes.start_time DESC"])
     newest: dict[str, Any] = {}
     for run in runs:  # start_time DESC: the first per key is the newest
         key = run.data.tags.get(TAG_KEY)
@@ -422,7 +405,8 @@ def import_archive(path: str | Path | Iterable[str | Path], experiment: str | No
     exp_id = found.experiment_id if found is not None else client.create_experiment(experiment)
     if found is not None and found.lifecycle_stage == "deleted":
         client.restore_experiment(exp_id)
-    todo = [r for r in archive.newest("FINISHED") if r["cell_key"] not in finished_keys(client, exp_id)]
+    done = finished_keys(client, exp_id)  # one search, not one per record
+    todo = [r for r in archive.newest("FINISHED") if r["cell_key"] not in done]
     if not todo:
         return []
     parent = _newest_parent(client, exp_id)

@@ -80,7 +80,7 @@ def encode_cost(manifest: dict) -> tuple[float, str]:
     return seconds, str(manifest.get("device") or "cpu")
 
 
-def _encoder_facts(name: str, modality: str, manifest: dict) -> dict[str, Any]:
+def _encoder_facts(name: str, manifest: dict) -> dict[str, Any]:
     """Parameter count, dim and revision from the manifest; the registry only for features not cached yet."""
     if manifest:
         return {"params": int(manifest.get("params") or 0), "dim": int(manifest.get("dim") or 0),
@@ -99,7 +99,7 @@ def encoder_record(cfg: Config) -> tuple[dict[str, str], dict[str, float]]:
     seconds_total, devices = 0.0, set()
     for modality, name in encoders_used(cfg).items():
         manifest = feature_manifest(cfg.dataset.name, name, modality, cfg.features.cache_dir)
-        facts = _encoder_facts(name, modality, manifest)
+        facts = _encoder_facts(name, manifest)
         tags[f"harness.encoder.{modality}"] = name
         tags[f"harness.encoder.{modality}.revision"] = facts["revision"]
         metrics["encoder.params"] += facts["params"]
@@ -149,11 +149,12 @@ def machine_tags() -> dict[str, str]:
     return tags
 
 
-def search_all(client, experiment_id: str, query: str = "") -> list:
+def search_all(client, experiment_id: str, query: str = "", order_by: list[str] | None = None) -> list:
     """Every active run of the experiment matching ``query`` (all pages)."""
     runs, token = [], None
     while True:
-        page = client.search_runs([experiment_id], filter_string=query, max_results=1000, page_token=token)
+        page = client.search_runs([experiment_id], filter_string=query, max_results=1000, page_token=token,
+                                  order_by=order_by)
         runs += list(page)
         token = page.token
         if not token:
