@@ -480,7 +480,8 @@ def run_archive(sweep: Sweep, root: str | Path, jobs: int = 1, logs: str | Path 
 
     folder = archive_folder(sweep, root)
     chosen = select(sweep.cells(), where)
-    todo = [c for c in chosen if c.key not in archived_keys(folder)]
+    done = archived_keys(folder)  # read the records once, not once per cell
+    todo = [c for c in chosen if c.key not in done]
     print(f"{sweep.name}: {len(chosen)} cells, {len(todo)} to run into {folder}, {jobs} at a time", flush=True)
     pre_encode(todo)
     env, logs = task_env(None, max(1, (os.cpu_count() or 1) // jobs)), log_dir(sweep, logs)
@@ -492,7 +493,7 @@ def run_archive(sweep: Sweep, root: str | Path, jobs: int = 1, logs: str | Path 
                 cell = futures[future]
                 bar.write(f"cell {cell.index} [{cell.name}] failed: {logs / f'cell-{cell.index:04d}.log'}")
             bar.update()
-    return 0 if all(c.key in archived_keys(folder) for c in chosen) else 1
+    return 0 if {c.key for c in chosen} <= archived_keys(folder) else 1
 
 
 # ------------------------------------------------------------------------------ fan-out: local / Slurm
