@@ -103,18 +103,22 @@ def slurm(tmp_path_factory, data_dir, session_cache):
 class MlflowServer:
     url: str
     dir: Path
+    admin: tuple[str, str] | None = None  # (user, password) when the basic-auth app is on
 
 
-def start_mlflow(folder: Path, env: dict[str, str]) -> MlflowServer:
-    if "mlflow" not in _STARTED:
+def start_mlflow(folder: Path, env: dict[str, str], name: str = "mlflow", admin_password: str | None = None) -> MlflowServer:
+    """One server per ``name``; ``admin_password`` turns on MLflow's basic-auth app (scripts/mlflow_up.sh MLF_AUTH=1)."""
+    if name not in _STARTED:
         port = free_port()
-        _script("mlflow_up.sh", {**env, "MLF_DIR": str(folder), "MLF_PORT": str(port), "MLF_WORKERS": "1"}, timeout=300)
-        _STARTED["mlflow"] = MlflowServer(f"http://127.0.0.1:{port}", folder)
-    return _STARTED["mlflow"]  # type: ignore[return-value]
+        extra = {"MLF_AUTH": "1", "MLFLOW_AUTH_ADMIN_PASSWORD": admin_password} if admin_password else {}
+        _script("mlflow_up.sh", {**env, **extra, "MLF_DIR": str(folder), "MLF_PORT": str(port), "MLF_WORKERS": "1"},
+                timeout=300)
+        _STARTED[name] = MlflowServer(f"http://127.0.0.1:{port}", folder, ("admin", admin_password) if admin_password else None)
+    return _STARTED[name]  # type: ignore[return-value]
 
 
-def stop_mlflow() -> None:
-    server = _STARTED.pop("mlflow", None)
+def stop_mlflow(name: str = "mlflow") -> None:
+    server = _STARTED.pop(name, None)
     if server is not None:
         _script("mlflow_down.sh", {**os.environ, "MLF_DIR": str(server.dir)}, timeout=60)
 
