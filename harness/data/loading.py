@@ -12,6 +12,7 @@ import numpy as np
 
 from harness.data.cache import load_npz, pack_json, save_npz, unpack_json
 from harness.data.files import sha256_file, verify_sha256
+from harness.data.images import local_images
 from harness.data.kcore import apply_kcore
 from harness.data.paths import cache_root, dataset_folder
 from harness.data.registry import DatasetSpec, Layout, RawData, get_spec
@@ -74,13 +75,19 @@ def _load(path: Path) -> tuple[RawData, dict] | None:
 
 
 def load_dataset(
-    name: str, data_dir: str | Path | None = None, *, verify: bool = True, use_cache: bool = True
+    name: str,
+    data_dir: str | Path | None = None,
+    *,
+    verify: bool = True,
+    use_cache: bool = True,
+    resolve_images: bool = True,
 ) -> SequenceDataset:
     """Load a registered dataset: chronological per-user sequences after iterative k-core filtering.
 
     Reads ``<data_dir>/<name>/`` (default $HARNESS_DATA_DIR), checks registered sha256 checksums
     (``verify``), and caches the processed result under $HARNESS_CACHE_DIR/datasets keyed by the
-    files' sha256, so a second load is a single npz read.
+    files' sha256, so a second load is a single npz read. With ``resolve_images``, image URLs that
+    ``harness data images`` downloaded are replaced by their local files.
     """
     spec = get_spec(name)
     folder = dataset_folder(name, data_dir)
@@ -97,6 +104,8 @@ def load_dataset(
         raw.notes += _empty_text_note(raw)
         if use_cache:
             _save(path, raw, source)
+    if resolve_images:
+        raw.images = local_images(folder, raw.item_ids, raw.images)
     if raw.notes:
         warnings.warn(f"{name}: {'; '.join(raw.notes)}", DatasetNoteWarning, stacklevel=2)
     return _to_dataset(name, raw, source)
