@@ -10,7 +10,7 @@ import warnings
 from harness.data.errors import DataError
 from harness.data.fetch import fetch_dataset
 from harness.data.images import IMAGE_DIR, STATUS_FILE, download_images
-from harness.data.loading import DatasetNoteWarning, load_dataset
+from harness.data.loading import DatasetNoteWarning, load_dataset, resolve_spec
 from harness.data.paths import dataset_folder
 from harness.data.registry import get_spec, list_datasets
 from harness.data.stats import dataset_stats, format_stats
@@ -62,7 +62,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
     for w in caught:
         print(f"note: {w.message}", file=sys.stderr)
     print(json.dumps(stats) if args.json else format_stats(args.dataset, stats))
-    paper = get_spec(args.dataset).paper_stats
+    paper = resolve_spec(args.dataset, args.data_dir)[0].paper_stats
     if paper and not args.json:
         same = paper == (stats["users"], stats["items"], stats["interactions"])
         print("paper Table 1 {:,} / {:,} / {:,}: {}".format(*paper, "exact match" if same else "DIFFERS"))

@@ -12,10 +12,11 @@ import numpy as np
 
 from harness.data.cache import load_npz, pack_json, save_npz, unpack_json
 from harness.data.files import sha256_file, verify_sha256
+from harness.data.folder import folder_spec
 from harness.data.images import local_images
 from harness.data.kcore import apply_kcore
 from harness.data.paths import cache_root, dataset_folder
-from harness.data.registry import DatasetSpec, Layout, RawData, get_spec
+from harness.data.registry import DatasetSpec, Layout, RawData, get_spec, list_datasets
 from harness.data.tables import ItemTable, SequenceDataset
 
 log = logging.getLogger(__name__)
@@ -50,14 +51,16 @@ def _to_dataset(name: str, raw: RawData, source: dict) -> SequenceDataset:
     offsets = np.cumsum(raw.lengths)[:-1]
     sequences = np.split(raw.items.astype(np.int64), offsets) if len(raw.lengths) else []
     return SequenceDataset(
-        name, raw.user_ids, sequences, ItemTable(raw.item_ids, raw.texts, raw.images), raw.notes, source
+        name, raw.user_ids, sequences, ItemTable(raw.item_ids, raw.texts, raw.images), raw.notes, source, raw.split
     )
 
 
 def _save(path: Path, raw: RawData, source: dict) -> None:
     strings = {"users": raw.user_ids, "items": raw.item_ids, "texts": raw.texts, "images": raw.images}
+    split = {} if raw.split is None else {"split": raw.split}
     save_npz(
         path,
+        **split,
         lengths=raw.lengths,
         flat=raw.items,
         strings=pack_json(strings),
@@ -70,8 +73,18 @@ def _load(path: Path) -> tuple[RawData, dict] | None:
     if data is None:
         return None
     s, meta = unpack_json(data["strings"]), unpack_json(data["meta"])
-    raw = RawData(s["users"], data["lengths"], data["flat"], s["items"], s["texts"], s["images"], meta["notes"])
+    raw = RawData(
+        s["users"], data["lengths"], data["flat"], s["items"], s["texts"], s["images"], meta["notes"], data.get("split")
+    )
     return raw, meta["source"]
+
+
+def resolve_spec(name: str, data_dir: str | Path | None = None) -> tuple[DatasetSpec, Path]:
+    """A registered spec, else one for the folder's own files (``dataset.yaml`` / RecBole / CSV / Parquet)."""
+    folder = dataset_folder(name, data_dir)
+    if name in list_datasets():
+        return get_spec(name), folder
+    return folder_spec(name, folder) or get_spec(name), folder  # get_spec raises, listing valid names
 
 
 def load_dataset(
@@ -89,8 +102,7 @@ def load_dataset(
     files' sha256, so a second load is a single npz read. With ``resolve_images``, image URLs that
     ``harness data images`` downloaded are replaced by their local files.
     """
-    spec = get_spec(name)
-    folder = dataset_folder(name, data_dir)
+    spec, folder = resolve_spec(name, data_dir)
     layout, files = spec.find_layout(folder)
     digests = _digests(layout, files, verify)
     source = {"layout": layout.name, "folder": str(folder), "files": digests}
