@@ -140,3 +140,21 @@ def test_a_changed_url_is_fetched_again_and_a_cut_status_line_is_ignored(tmp_pat
     assert report.fetched == 1 and (tmp_path / IMAGE_DIR / "a.jpg").read_bytes() == GOOD["/good2.jpg"]
     records = [json.loads(x) for x in (tmp_path / IMAGE_DIR / STATUS_FILE).read_text().splitlines()[-1:]]
     assert records[0]["url"] == new
+
+
+def test_cli_on_a_csv_dataset_points_items_at_the_downloaded_files(tmp_path, server):
+    from harness.data import load_dataset
+    from harness.data.cli import main
+
+    folder = tmp_path / "shop"
+    folder.mkdir()
+    rows = [f"u{u},p{i},{10 * u + i}" for u in range(6) for i in range(6) if i != u]
+    (folder / "interactions.csv").write_text("user_id,item_id,timestamp\n" + "\n".join(rows) + "\n")
+    urls = {f"p{k}": server.url + (f"/good{k}.jpg" if k < 4 else "/missing.jpg") for k in range(6)}
+    (folder / "items.csv").write_text("item_id,title,image_url\n" + "".join(f"{k},T{k},{u}\n" for k, u in urls.items()))
+    args = ["images", "--dataset", "shop", "--data-dir", str(tmp_path), "--timeout", "2", "--workers", "2"]
+    assert main(args) == 0
+    items = load_dataset("shop", tmp_path).items
+    images = dict(zip(items.raw_ids, items.images))
+    assert images["p0"] == str((folder / IMAGE_DIR / "p0.jpg").resolve()) and Image.open(images["p2"]).size == (32, 24)
+    assert images["p4"] == urls["p4"]  # a failure keeps its URL (the encoders record it as a failed row)
