@@ -7,7 +7,6 @@ from typing import Any
 
 import numpy as np
 
-from harness.data.errors import DataFormatError
 from harness.data.images import is_url
 from harness.data.interactions import code_by_order
 from harness.data.registry import RawData
