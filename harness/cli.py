@@ -9,6 +9,7 @@ COMMANDS = {
     "data": ("harness.data.cli", "dataset statistics and checks"),
     "encoders": ("encoders.cli", "list registered encoders"),
     "encode": ("harness.encode", "encode an item catalogue into the feature cache"),
+    "features": ("harness.features.cli", "export cached features: parquet, hf, recbole, mmrec"),
     "train": ("harness.train", "train one recommender (optionally with KDSR)"),
     "sweep": ("harness.sweep", "run a sweep grid locally or as a Slurm array"),
     "report": ("harness.report", "figures and tables from MLflow or archives"),

@@ -23,7 +23,7 @@ import yaml
 class DataConfig:
     name: str = "ml-100k"
     data_dir: str | None = None  # default: $HARNESS_DATA_DIR
-    protocol: str = "paper"  # paper | leave-one-out
+    protocol: str = "paper"  # paper | leave-one-out | predefined (the dataset's own split files)
     valid_fraction: float = 0.1  # share of each user's training part held out for model selection
     max_len: int = 50  # history length seen by the model
 
@@ -210,7 +210,7 @@ def load(path: str | Path | None = None, overrides: list[str] | None = None, bas
 
 
 _CHOICES = {
-    "dataset.protocol": ("paper", "leave-one-out"),
+    "dataset.protocol": ("paper", "leave-one-out", "predefined"),
     "model.name": ("sasrec", "gru4rec", "mmsr"),
     "model.items": ("id", "frozen", "finetune"),
     "kdsr.score": ("cosine", "dot", "euclidean", "manhattan"),

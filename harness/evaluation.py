@@ -41,7 +41,7 @@ KS: tuple[int, ...] = (5, 10, 20)
 METRICS: tuple[str, ...] = ("hr", "mrr", "ndcg")
 TIES: tuple[str, ...] = ("expected", "pessimistic", "optimistic")
 AVERAGES: tuple[str, ...] = ("targets", "users")
-PROTOCOL_AVERAGE = {"paper": "targets", "leave-one-out": "users"}
+PROTOCOL_AVERAGE = {"paper": "targets", "leave-one-out": "users", "predefined": "users"}  # predefined: as RecBole
 
 
 def metric_names(ks: Iterable[int] = KS) -> list[str]:

@@ -45,9 +45,14 @@ def read_datamaps(path: Path) -> dict:
         maps = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise DataFormatError(path, e.lineno, f"invalid JSON: {e.msg}") from None
-    for key in ("item2id", "id2item", "id2user"):
-        if key not in maps:
-            raise DataFormatError(path, None, f"missing the {key!r} map")
+    for forward, inverse in (("item2id", "id2item"), ("user2id", "id2user")):
+        if forward not in maps and inverse not in maps:
+            raise DataFormatError(path, None, f"missing both the {forward!r} and the {inverse!r} map")
+        for have, want in ((forward, inverse), (inverse, forward)):
+            if want not in maps and have in maps:  # some P5 folders ship only id2item / id2user
+                maps[want] = {str(v): str(k) for k, v in maps[have].items()}
+                if len(maps[want]) != len(maps[have]):
+                    raise DataFormatError(path, None, f"the {have!r} map is not one-to-one: cannot derive {want!r}")
     return maps
 
 

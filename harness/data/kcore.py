@@ -45,4 +45,5 @@ def apply_kcore(raw: RawData, k: int = 5) -> RawData:
         texts=[raw.texts[i] for i in kept_items],
         images=[raw.images[i] for i in kept_items],
         notes=list(raw.notes),
+        split=raw.split if k <= 1 else None,  # readers with predefined splits set k_core 0
     )

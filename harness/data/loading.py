@@ -12,9 +12,11 @@ import numpy as np
 
 from harness.data.cache import load_npz, pack_json, save_npz, unpack_json
 from harness.data.files import sha256_file, verify_sha256
+from harness.data.folder import folder_spec
+from harness.data.images import local_images
 from harness.data.kcore import apply_kcore
 from harness.data.paths import cache_root, dataset_folder
-from harness.data.registry import DatasetSpec, Layout, RawData, get_spec
+from harness.data.registry import DatasetSpec, Layout, RawData, get_spec, list_datasets
 from harness.data.tables import ItemTable, SequenceDataset
 
 log = logging.getLogger(__name__)
@@ -49,14 +51,16 @@ def _to_dataset(name: str, raw: RawData, source: dict) -> SequenceDataset:
     offsets = np.cumsum(raw.lengths)[:-1]
     sequences = np.split(raw.items.astype(np.int64), offsets) if len(raw.lengths) else []
     return SequenceDataset(
-        name, raw.user_ids, sequences, ItemTable(raw.item_ids, raw.texts, raw.images), raw.notes, source
+        name, raw.user_ids, sequences, ItemTable(raw.item_ids, raw.texts, raw.images), raw.notes, source, raw.split
     )
 
 
 def _save(path: Path, raw: RawData, source: dict) -> None:
     strings = {"users": raw.user_ids, "items": raw.item_ids, "texts": raw.texts, "images": raw.images}
+    split = {} if raw.split is None else {"split": raw.split}
     save_npz(
         path,
+        **split,
         lengths=raw.lengths,
         flat=raw.items,
         strings=pack_json(strings),
@@ -69,21 +73,36 @@ def _load(path: Path) -> tuple[RawData, dict] | None:
     if data is None:
         return None
     s, meta = unpack_json(data["strings"]), unpack_json(data["meta"])
-    raw = RawData(s["users"], data["lengths"], data["flat"], s["items"], s["texts"], s["images"], meta["notes"])
+    raw = RawData(
+        s["users"], data["lengths"], data["flat"], s["items"], s["texts"], s["images"], meta["notes"], data.get("split")
+    )
     return raw, meta["source"]
 
 
+def resolve_spec(name: str, data_dir: str | Path | None = None) -> tuple[DatasetSpec, Path]:
+    """A registered spec, else one for the folder's own files (``dataset.yaml`` / RecBole / CSV / Parquet)."""
+    folder = dataset_folder(name, data_dir)
+    if name in list_datasets():
+        return get_spec(name), folder
+    return folder_spec(name, folder) or get_spec(name), folder  # get_spec raises, listing valid names
+
+
 def load_dataset(
-    name: str, data_dir: str | Path | None = None, *, verify: bool = True, use_cache: bool = True
+    name: str,
+    data_dir: str | Path | None = None,
+    *,
+    verify: bool = True,
+    use_cache: bool = True,
+    resolve_images: bool = True,
 ) -> SequenceDataset:
     """Load a registered dataset: chronological per-user sequences after iterative k-core filtering.
 
     Reads ``<data_dir>/<name>/`` (default $HARNESS_DATA_DIR), checks registered sha256 checksums
     (``verify``), and caches the processed result under $HARNESS_CACHE_DIR/datasets keyed by the
-    files' sha256, so a second load is a single npz read.
+    files' sha256, so a second load is a single npz read. With ``resolve_images``, image URLs that
+    ``harness data images`` downloaded are replaced by their local files.
     """
-    spec = get_spec(name)
-    folder = dataset_folder(name, data_dir)
+    spec, folder = resolve_spec(name, data_dir)
     layout, files = spec.find_layout(folder)
     digests = _digests(layout, files, verify)
     source = {"layout": layout.name, "folder": str(folder), "files": digests}
@@ -97,6 +116,8 @@ def load_dataset(
         raw.notes += _empty_text_note(raw)
         if use_cache:
             _save(path, raw, source)
+    if resolve_images:
+        raw.images = local_images(folder, raw.item_ids, raw.images)
     if raw.notes:
         warnings.warn(f"{name}: {'; '.join(raw.notes)}", DatasetNoteWarning, stacklevel=2)
     return _to_dataset(name, raw, source)

@@ -23,6 +23,7 @@ class RawData:
     texts: list[str]  # code -> item text ("" when none)
     images: list[str]  # code -> image path or URL ("" when none)
     notes: list[str] = field(default_factory=list)
+    split: np.ndarray | None = None  # int64 [U, 2] valid_start, test_start of predefined splits
 
 
 Reader = Callable[[dict[str, Path]], RawData]

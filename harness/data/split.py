@@ -4,6 +4,7 @@
 test item is a target with all its preceding history. Validation targets are carved from the end
 of the training part (``valid_fraction`` of it, rounded up, keeping >= 1 training item).
 ``leave-one-out``: last item tests, second-to-last validates.
+``predefined``: the split the dataset's own train/valid/test files define (``SequenceDataset.split``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from harness.data.cache import load_npz, save_npz
 from harness.data.paths import cache_root
 from harness.data.tables import SequenceDataset
 
-PROTOCOLS = ("paper", "leave-one-out")
+PROTOCOLS = ("paper", "leave-one-out", "predefined")
 PARTS = ("valid", "test")
 SPLIT_VERSION = 1
 _EPS = 1e-9  # guards floor/ceil against 0.8 * 10 = 7.999...
@@ -78,6 +79,8 @@ def compute_split(
 ) -> Split:
     """The split of sequences with these lengths (pure, no cache)."""
     _check(protocol, valid_fraction, test_fraction)
+    if protocol == "predefined":
+        raise ValueError("the predefined split comes with the dataset: use make_split(dataset, 'predefined')")
     lengths = np.asarray(lengths, dtype=np.int64)
     if protocol == "paper":
         valid_start, test_start = _paper(lengths, valid_fraction, test_fraction)
@@ -117,6 +120,8 @@ def make_split(
     part of the cache key so a future randomised protocol cannot collide with these.
     """
     _check(protocol, valid_fraction, test_fraction)
+    if protocol == "predefined":
+        return predefined_split(dataset)
     path = split_path(dataset, protocol, valid_fraction, seed, test_fraction)
     lengths = dataset.lengths()
     cached = load_npz(path) if use_cache else None
@@ -126,6 +131,16 @@ def make_split(
     if use_cache:
         save_npz(path, valid_start=split.valid_start, test_start=split.test_start, lengths=lengths)
     return split
+
+
+def predefined_split(dataset: SequenceDataset) -> Split:
+    """The split read from the dataset's train/valid/test files (not cached: it is part of the dataset)."""
+    if dataset.split is None:
+        raise ValueError(
+            f"dataset {dataset.name} has no predefined split: put train/valid/test files beside it "
+            "(RecBole <name>.train.inter / .valid.inter / .test.inter) or use protocol paper / leave-one-out"
+        )
+    return Split("predefined", dataset.split[:, 0].copy(), dataset.split[:, 1].copy(), dataset.lengths())
 
 
 def eval_targets(split: Split, part: str) -> tuple[np.ndarray, np.ndarray]:

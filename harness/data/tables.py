@@ -42,6 +42,7 @@ class SequenceDataset:
     items: ItemTable
     notes: list[str] = field(default_factory=list)  # caveats, e.g. keyword text instead of titles
     source: dict = field(default_factory=dict)  # layout, files and their sha256
+    split: np.ndarray | None = None  # int64 [U, 2] valid_start, test_start when split files came with it
 
     @property
     def num_items(self) -> int:
