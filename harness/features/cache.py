@@ -37,7 +37,7 @@ class CacheMissing(FileNotFoundError):
 
 class CacheCorrupt(CacheMissing):
     """The merged files are missing or do not match the manifest; ``harness encode`` re-merges them
-    from the shards (``ensure_features`` does so by itself)."""
+    from the shards (``harness.encoding.ensure_features`` does so by itself)."""
 
 
 class NoValidFeatures(ValueError):
