@@ -30,7 +30,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"  # --gpu on a CPU box is a smoke test of the script
 
-from harness.encode import encode_dataset
+from harness.encoding import encode_dataset
 from harness.features import load_features
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -30,7 +31,7 @@ from transformers import (
 from encoders import packing
 from encoders.base import Encoder, seeded_init
 from encoders.pooling import pool_packed, pool_padded
-from encoders.registry import RANDOM, EncoderSpec, LoadOptions, register_encoder
+from encoders.registry import RANDOM, EncoderSpec, LoadOptions, info_of, register_encoder
 from encoders.text_preprocess import TextPreprocessor
 from encoders.tokenizers import TINY_VOCAB, load_tokenizer, tiny_tokenizer
 from encoders.weights import resolve_snapshot
@@ -63,8 +64,6 @@ class HFTextSpec(EncoderSpec):
         if packed:
             packing.enable(model)
         pre = TextPreprocessor(tokenizer, max_tokens=self.max_tokens or 512, packed=packed)
-        from encoders.registry import info_of
-
         return HFTextEncoder(info_of(self), model, pre, options.device, options.dtype, self)
 
     def _load_model(self, options: LoadOptions) -> tuple[nn.Module, Any]:
@@ -91,8 +90,6 @@ class HFTextSpec(EncoderSpec):
 
 def local_or_snapshot(spec: EncoderSpec, options: LoadOptions):
     """The folder holding ``spec``'s checkpoint: a local path, or the override dir / HF cache."""
-    from pathlib import Path
-
     checkpoint = getattr(spec, "checkpoint", None)
     if checkpoint is not None:
         return Path(checkpoint)

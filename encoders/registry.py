@@ -3,8 +3,9 @@
     @register_encoder("tiny-llama")
     def tiny_llama() -> EncoderSpec: ...
 
-``list_encoders("text/*")`` matches ``<modality>/<name>`` as well as the bare name; a name may also
-be a local directory (``local-dir:/path`` or just ``/path``), inferred by ``encoders.local``.
+``list_encoders("text/*")`` matches ``<modality>/<name>`` as well as the bare name. A leaf: it imports
+no backend. Local directories (``local-dir:/path``) are resolved by the factory (``encoders.factory``),
+as timm parses ``hf-hub:`` names outside its registry.
 """
 
 from __future__ import annotations
@@ -102,7 +103,7 @@ def _registered_spec(name: str) -> EncoderSpec:
     return spec
 
 
-def _unknown(name: str) -> KeyError:
+def unknown_encoder(name: str) -> KeyError:
     names = sorted(_FACTORIES)
     close = difflib.get_close_matches(name, names, n=len(names), cutoff=0.0)
     return KeyError(
@@ -111,16 +112,15 @@ def _unknown(name: str) -> KeyError:
     )
 
 
-def get_spec(name_or_path: str, trust_remote_code: bool = False) -> EncoderSpec:
-    """The spec of a registered name or of a local model directory."""
-    if name_or_path in _FACTORIES:
-        return _registered_spec(name_or_path)
-    from encoders import local  # local paths are inferred by their own module
+def is_registered(name: str) -> bool:
+    return name in _FACTORIES
 
-    path = local.as_local_dir(name_or_path)
-    if path is None:
-        raise _unknown(name_or_path)
-    return local.infer_spec(path, trust_remote_code=trust_remote_code)
+
+def registered_spec(name: str) -> EncoderSpec:
+    """The spec of a registered name (``KeyError`` naming the closest ones otherwise)."""
+    if name not in _FACTORIES:
+        raise unknown_encoder(name)
+    return _registered_spec(name)
 
 
 def list_encoders(pattern: str = "*") -> list[str]:
@@ -147,8 +147,3 @@ def info_of(spec: EncoderSpec) -> EncoderInfo:
         max_tokens=spec.max_tokens, image_size=spec.image_size, dtype=spec.dtype,
         strategy=choose_strategy(params, spec.dtype), revision=spec.revision,
     )
-
-
-def get_info(name: str, trust_remote_code: bool = False) -> EncoderInfo:
-    """Metadata of a registered name or local directory; no weights are loaded."""
-    return info_of(get_spec(name, trust_remote_code=trust_remote_code))

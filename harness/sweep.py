@@ -510,7 +510,7 @@ def pre_encode(cells: list[Cell]) -> None:
     from tqdm import tqdm
 
     from harness.data import load_dataset
-    from harness.features import ensure_features
+    from harness.encoding import ensure_features
 
     for name, data_dir, encoder, modality, cache in tqdm(needs, desc="features"):
         ensure_features(load_dataset(name, data_dir or None), encoder, modality, cache or None)
@@ -518,7 +518,7 @@ def pre_encode(cells: list[Cell]) -> None:
 
 def task_env(ctx: Context | None, threads: int | None = None) -> dict[str, str]:
     """Environment for cell processes: the context, one shared absolute cache, no inherited Slurm job ids."""
-    from harness.features.layout import default_cache_root
+    from harness.data.paths import cache_root as default_cache_root
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_") or k == "SLURM_CONF"}
     env.update(ctx.env() if ctx is not None else {})

@@ -94,7 +94,7 @@ def load_modalities(cfg: Config, dataset: Any) -> dict[str, Any]:
     encoders = {"text": cfg.features.text_encoder, "image": cfg.features.image_encoder}
     if not any(encoders.values()):
         return {}
-    from harness.features import ensure_features
+    from harness.encoding import ensure_features
 
     return {m: ensure_features(dataset, enc, m, cfg.features.cache_dir) for m, enc in encoders.items() if enc}
 

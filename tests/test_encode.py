@@ -18,7 +18,7 @@ import pytest
 
 from harness.encode import main
 from harness.features import load_features
-from harness.features.shards import finished_chunks, read_shard
+from harness.encoding.shards import finished_chunks, read_shard
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

@@ -12,11 +12,10 @@ import pytest
 from PIL import Image
 
 from harness.data import ItemTable, SequenceDataset
-from harness.encode import encode_dataset
+from harness.encoding import encode_dataset, ensure_features
 from harness.features import (
     CacheMissing,
     FingerprintMismatch,
-    ensure_features,
     feature_dir,
     load_features,
 )

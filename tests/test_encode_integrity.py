@@ -26,17 +26,16 @@ import pytest
 import torch
 
 from harness.data import ItemTable, SequenceDataset
-from harness.encode import encode_dataset, main
+from harness.encode import main
+from harness.encoding import FolderLocked, encode_dataset, ensure_features
+from harness.encoding.merge import NONFINITE, MergeError
+from harness.encoding.shards import finished_chunks
 from harness.features import (
     CacheCorrupt,
-    FolderLocked,
     NoValidFeatures,
-    ensure_features,
     feature_dir,
     load_features,
 )
-from harness.features.merge import NONFINITE, MergeError
-from harness.features.shards import finished_chunks
 
 REPO = Path(__file__).resolve().parents[1]
 N, CHUNKS = 640, 10
@@ -123,7 +122,7 @@ def test_every_shard_is_verified_before_the_merge_and_by_it(reference, tmp_path)
     assert (folder / "shards" / f"{victim.name}.corrupt").is_file()
     _assert_equal_to(folder, reference)
 
-    from harness.features.merge import merge_shards  # damage after the scan: the merge itself refuses it
+    from harness.encoding.merge import merge_shards  # damage after the scan: the merge itself refuses it
 
     again = finished_chunks(folder / "shards")[7]
     _damage_shard(again, "truncate")
@@ -201,14 +200,14 @@ def test_merge_checks_free_disk_space_first(reference, tmp_path, monkeypatch):
     folder = _copy(reference, tmp_path, complete=False)
     shards = {p.name: p.read_bytes() for p in finished_chunks(folder / "shards").values()}
     real = shutil.disk_usage
-    monkeypatch.setattr("harness.features.merge.shutil.disk_usage",
+    monkeypatch.setattr("harness.encoding.merge.shutil.disk_usage",
                         lambda p: real(p)._replace(free=1000))  # a nearly full disk
     with pytest.raises(MergeError, match=r"not enough free disk space to merge .*need 82,816 bytes.*1,000 bytes are free"):
         main(["--cache-dir", str(tmp_path), *ARGS])
     assert not (folder / "features.npy").exists() and not (folder / "manifest.json").exists()
     assert not list(folder.glob(".*.tmp*"))
     assert {p.name: p.read_bytes() for p in finished_chunks(folder / "shards").values()} == shards
-    monkeypatch.setattr("harness.features.merge.shutil.disk_usage", real)
+    monkeypatch.setattr("harness.encoding.merge.shutil.disk_usage", real)
     assert main(["--cache-dir", str(tmp_path), *ARGS]) == 0
     _assert_equal_to(folder, reference)
 

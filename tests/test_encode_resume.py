@@ -18,7 +18,7 @@ import psutil
 import pytest
 
 from harness.encode import main
-from harness.features.shards import finished_chunks, read_shard
+from harness.encoding.shards import finished_chunks, read_shard
 from harness.run_schema import encode_cost
 
 REPO = Path(__file__).resolve().parents[1]

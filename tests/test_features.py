@@ -10,17 +10,10 @@ import time
 import numpy as np
 import pytest
 
-from harness.encode import shard
-from harness.features.batching import (
-    chunk_batches,
-    length_sorted_chunks,
-    token_budget_groups,
-)
-from harness.features.fingerprint import fingerprint
-from harness.features.layout import encoder_key, feature_dir
-from harness.features.lock import FolderLock, FolderLocked
-from harness.features.merge import NONFINITE, file_record, merge_shards, verify_merged
-from harness.features.shards import (
+from harness.encoding.dist import shard
+from harness.encoding.lock import FolderLock, FolderLocked
+from harness.encoding.merge import NONFINITE, merge_shards
+from harness.encoding.shards import (
     CorruptShard,
     Shard,
     finished_chunks,
@@ -30,6 +23,14 @@ from harness.features.shards import (
     verified_chunks,
     write_shard,
 )
+from harness.encoding.token_batches import (
+    chunk_batches,
+    length_sorted_chunks,
+    token_budget_groups,
+)
+from harness.features.fingerprint import fingerprint
+from harness.features.layout import encoder_key, feature_dir
+from harness.features.merged import file_record, verify_merged
 
 # ----------------------------------------------------------------------------- shard()
 

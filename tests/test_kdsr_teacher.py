@@ -129,7 +129,7 @@ def test_tables_equal_on_the_fly(small):
 @pytest.fixture(scope="module")
 def ml100k():
     """ML-100K with real MiniLM text features from the feature cache (encoded once per session)."""
-    from harness.features import ensure_features
+    from harness.encoding import ensure_features
 
     dataset = load_dataset("ml-100k")
     return dataset, make_split(dataset), ensure_features(dataset, "minilm-l6", "text")

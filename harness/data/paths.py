@@ -25,10 +25,11 @@ def data_root(data_dir: str | Path | None = None) -> Path:
     return Path.cwd() / "data"
 
 
-def cache_root() -> Path:
-    """$HARNESS_CACHE_DIR, else ./.cache/harness."""
-    env = os.environ.get("HARNESS_CACHE_DIR")
-    return Path(env).expanduser() if env else Path.cwd() / ".cache" / "harness"
+def cache_root(cache_dir: str | Path | None = None) -> Path:
+    """The one cache root (datasets, splits, features, teachers, HF datasets), absolute with ``~`` expanded:
+    ``cache_dir`` if given, else $HARNESS_CACHE_DIR, else ./.cache/harness."""
+    root = cache_dir if cache_dir is not None else os.environ.get("HARNESS_CACHE_DIR") or ".cache/harness"
+    return Path(root).expanduser().absolute()
 
 
 def dataset_folder(name: str, data_dir: str | Path | None = None) -> Path:

@@ -1,6 +1,7 @@
-"""The feature cache: layout, manifest, fingerprint, atomic shards, merge, loading.
+"""The feature cache, read side: layout, manifest, fingerprint, merged-file checks, loading.
 
-Training reads ``load_features`` / ``ensure_features``; only ``harness.encode`` writes.
+Training reads ``load_features``; only the encode job (``harness.encoding``) writes, and
+``harness.encoding.ensure_features`` encodes a missing cache. Nothing here imports the encode job.
 """
 
 from harness.features.cache import (
@@ -9,24 +10,19 @@ from harness.features.cache import (
     Features,
     FingerprintMismatch,
     NoValidFeatures,
-    ensure_features,
     load_features,
     read_cache,
 )
 from harness.features.fingerprint import fingerprint, item_raws
-from harness.features.layout import default_cache_root, encoder_key, feature_dir
-from harness.features.lock import FolderLocked
+from harness.features.layout import encoder_key, feature_dir
 
 __all__ = [
     "CacheCorrupt",
     "CacheMissing",
     "Features",
     "FingerprintMismatch",
-    "FolderLocked",
     "NoValidFeatures",
-    "default_cache_root",
     "encoder_key",
-    "ensure_features",
     "feature_dir",
     "fingerprint",
     "item_raws",

@@ -1,4 +1,4 @@
-"""Reading the feature cache: ``load_features`` and ``ensure_features``.
+"""Reading the feature cache: ``load_features`` (``harness.encoding.ensure_features`` encodes a missing one).
 
 A cache is loaded only when its merged files match the checksums its manifest records, it was built
 from exactly the dataset's item inputs, and at least one of its rows is valid.
@@ -15,7 +15,7 @@ import numpy as np
 from harness.features.fingerprint import fingerprint, item_raws
 from harness.features.layout import feature_dir
 from harness.features.manifest import read_json
-from harness.features.merge import verify_merged
+from harness.features.merged import verify_merged
 
 
 @dataclass
@@ -37,7 +37,7 @@ class CacheMissing(FileNotFoundError):
 
 class CacheCorrupt(CacheMissing):
     """The merged files are missing or do not match the manifest; ``harness encode`` re-merges them
-    from the shards (``ensure_features`` does so by itself)."""
+    from the shards (``harness.encoding.ensure_features`` does so by itself)."""
 
 
 class NoValidFeatures(ValueError):
@@ -94,15 +94,3 @@ def load_features(dataset: Any, encoder: str, modality: str, cache_root: str | P
     folder = feature_dir(dataset.name, encoder, modality, cache_root)
     raws = item_raws(dataset.items, modality)
     return read_cache(folder, raws, modality, _encode_hint(dataset.name, encoder, modality), dataset.name, encoder)
-
-
-def ensure_features(dataset: Any, encoder: str, modality: str, cache_root: str | Path | None = None) -> Features:
-    """Load the cache, encoding in this process first (same code as the encode job) when it is missing,
-    or re-merging it from its shards when its merged files are damaged."""
-    try:
-        return load_features(dataset, encoder, modality, cache_root)
-    except CacheMissing:
-        from harness.encode import encode_dataset  # the encode job imports this package
-
-        encode_dataset(dataset, encoder, modality, cache_root=cache_root)
-        return load_features(dataset, encoder, modality, cache_root)

@@ -11,14 +11,9 @@ import os
 import re
 from pathlib import Path
 
+from harness.data import paths
+
 MODALITIES = ("text", "image")
-
-
-def default_cache_root(cache_root: str | Path | None = None) -> Path:
-    """``cache_root`` if given, else ``$HARNESS_CACHE_DIR``, else ``./.cache/harness``."""
-    if cache_root is not None:
-        return Path(cache_root)
-    return Path(os.environ.get("HARNESS_CACHE_DIR") or ".cache/harness")
 
 
 def check_modality(modality: str) -> str:
@@ -43,7 +38,7 @@ def encoder_key(encoder: str) -> str:
 def feature_dir(dataset: str, encoder: str, modality: str, cache_root: str | Path | None = None) -> Path:
     """The cache folder for one (dataset, encoder, modality)."""
     check_modality(modality)
-    return default_cache_root(cache_root) / "features" / dataset / encoder_key(encoder) / modality
+    return paths.cache_root(cache_root) / "features" / dataset / encoder_key(encoder) / modality
 
 
 def shard_name(rank: int, chunk: int) -> str:

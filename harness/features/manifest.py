@@ -10,9 +10,10 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import json
-import os
 import platform
 from pathlib import Path
+
+from harness.atomic import write_text
 
 # What a complete cache must agree on to be reused as it is.
 COMPLETE_KEYS = ("encoder", "revision", "modality", "pooling", "layer", "dtype", "dim", "n_items", "fingerprint")
@@ -24,10 +25,8 @@ _LIBRARIES = ("torch", "transformers", "numpy", "safetensors", "accelerate", "de
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
-    """Write JSON to a temporary file beside ``path`` and rename it over ``path``."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
+    """Write ``data`` as indented JSON, atomically (``harness.atomic``)."""
+    write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
 def read_json(path: Path) -> dict:

@@ -2,16 +2,14 @@
 
 The key hashes the teacher settings, the feature fingerprint and the training
 sequences, so a changed split or feature cache never reuses a stale teacher. Files are
-written to a temporary name and renamed (atomic on POSIX), so concurrent cells that
-race to fit the same teacher each leave a complete file.
+written atomically (``harness.atomic``), so concurrent cells that race to fit the same
+teacher each leave a complete file.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +17,9 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from harness.features import default_cache_root, encoder_key
+from harness.atomic import atomic_path
+from harness.data import paths
+from harness.features import encoder_key
 from harness.kdsr.teacher import Teacher, TeacherSpec
 
 FORMAT_VERSION = 2
@@ -41,26 +41,19 @@ def teacher_key(spec: TeacherSpec, feature_fingerprint: str, train_digest: str) 
 
 def teacher_path(cache_root: str | Path | None, dataset: str, encoder: str, modality: str, key: str) -> Path:
     """Beside the features: same cache root and encoder folder name as ``harness.features``."""
-    return default_cache_root(cache_root) / "teachers" / dataset / encoder_key(encoder) / modality / f"{key}.safetensors"
+    return paths.cache_root(cache_root) / "teachers" / dataset / encoder_key(encoder) / modality / f"{key}.safetensors"
 
 
 def save_teacher(teacher: Teacher, path: Path, summary: dict) -> None:
     """Atomic write: tensors plus the spec and fit summary as metadata."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {
         "latents": teacher.latents.detach().cpu().contiguous(),
         "valid": teacher.valid.cpu().to(torch.uint8).contiguous(),
         "codebook": teacher.codebook.detach().cpu().contiguous(),
     }
     meta = {"spec": json.dumps(teacher.spec.to_dict()), "score_stats": json.dumps([teacher.mean, teacher.std]), "summary": json.dumps(summary)}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=meta)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
 
 
 def load_teacher(path: Path) -> tuple[Teacher, dict]:

@@ -1,4 +1,4 @@
-"""GPU check of the padding-free path: ``python -m encoders.gpu_check [--out FILE]`` (needs CUDA).
+"""GPU check of the padding-free path: ``python benchmarks/gpu_check_encoders.py [--out FILE]`` (needs CUDA).
 
 1. tiny-llama / tiny-glm: packed (varlen FlashAttention in bf16, per-text SDPA in fp32) equals padded.
 2. llama-7b architecture, random bf16 weights: tokens/s of the length-sorted, token-budget padded
@@ -12,14 +12,18 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import encoders as E
 from encoders import packing
 from encoders.base import compile_blocks
 from encoders.text_preprocess import TextPreprocessor
+from harness.encoding.token_batches import token_budget_groups
 
 
 def synthetic_texts(n: int, seed: int = 0, median: int = 48) -> list[str]:
@@ -31,14 +35,14 @@ def synthetic_texts(n: int, seed: int = 0, median: int = 48) -> list[str]:
 
 
 def budget_batches(lengths: list[int], budget: int, padded: bool) -> list[list[int]]:
-    """Length-sorted groups whose padded (or packed) token count stays within ``budget``."""
+    """Length-sorted groups whose padded (the encode job's own batches) or packed token count stays within ``budget``."""
+    if padded:
+        return token_budget_groups(lengths, budget)
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     groups: list[list[int]] = []
     for i in order:
-        g = groups[-1] if groups else None
-        cost = (len(g) + 1) * lengths[g[0]] if g and padded else (sum(lengths[j] for j in g) + lengths[i] if g else 0)
-        if g is not None and cost <= budget:
-            g.append(i)
+        if groups and sum(lengths[j] for j in groups[-1]) + lengths[i] <= budget:
+            groups[-1].append(i)
         else:
             groups.append([i])
     return groups

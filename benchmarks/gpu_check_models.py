@@ -1,6 +1,6 @@
 """Device check of every backbone x item mode: forward/backward under bf16 autocast, step time.
 
-``python -m harness.models.gpu_check [--device cuda] [--items 3416] [--batch 256] [--len 50]``
+``python benchmarks/gpu_check_models.py [--device cuda] [--items 3416] [--batch 256] [--len 50]``
 prints one JSON line per (backbone, mode): finite loss and gradients, the largest difference
 between the fp32 and the bf16-autocast hidden states (eval mode), and the median time of a
 training step (forward, full cross-entropy at every position, backward, Adam). Random weights
@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from harness.config import Config
 from harness.models import MODES, build_model, list_backbones

@@ -1,7 +1,7 @@
 """Rank-local shards: one safetensors file per finished chunk, written atomically, self-verifying.
 
-A shard is written to a temporary name in the same folder, flushed to disk, then renamed over its
-final name (``os.replace`` is atomic on POSIX), so a crash leaves either a complete shard or none.
+A shard is written with ``harness.atomic`` (a temporary name beside it, fsync, rename), so a crash
+leaves either a complete shard or none.
 Its header records its row count and a sha256 over its metadata and tensor bytes (``shard_digest``),
 written in the same file as the data, so the record can never be out of step with it. A shard is
 finished only when it reads back and matches that record (``read_shard(verify=True)``); a truncated
@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ import numpy as np
 from safetensors import safe_open
 from safetensors.numpy import load_file, save_file
 
+from harness.atomic import atomic_path
 from harness.features.layout import chunk_of, shard_name
 
 _TENSORS = ("index", "features", "valid")
@@ -59,24 +59,15 @@ def shard_digest(meta: dict, tensors: dict[str, np.ndarray]) -> str:
     return h.hexdigest()
 
 
-def tmp_suffix() -> str:
-    """What makes a temporary name unique to its writer: host and pid (ranks on two nodes may share a pid)."""
-    return f"{socket.gethostname()}.{os.getpid()}.tmp"
-
-
 def write_shard(shard_dir: Path, rank: int, shard: Shard) -> Path:
     """Atomically write ``shard`` as ``<rank>-<chunk>.safetensors`` (with its digest) and return its path."""
     final = shard_dir / shard_name(rank, shard.chunk)
-    tmp = shard_dir / f".{final.name}.{tmp_suffix()}"
     tensors = {name: np.ascontiguousarray(getattr(shard, name), dtype=_DTYPES[name]) for name in _TENSORS}
     meta = {"chunk": str(shard.chunk), "rows": str(len(tensors["index"])),
             "failures": json.dumps(shard.failures), "stats": json.dumps(shard.stats)}
     meta["sha256"] = shard_digest(meta, tensors)
-    save_file(tensors, str(tmp), metadata=meta)
-    os.chmod(tmp, 0o644)
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, final)
+    with atomic_path(final) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
     return final
 
 

@@ -13,8 +13,8 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from harness.features.batching import Batch
-from harness.features.merge import NONFINITE
+from harness.encoding.merge import NONFINITE
+from harness.encoding.token_batches import Batch
 
 
 def failure_reason(raw: Any, modality: str) -> str:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import torch
 
-from harness.features.batching import Batch
-from harness.features.shards import Shard, write_shard
+from harness.encoding.shards import Shard, write_shard
+from harness.encoding.token_batches import Batch
 
 
 class ChunkWriter:

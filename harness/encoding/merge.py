@@ -2,22 +2,22 @@
 
 Every shard is verified against its recorded digest as it is read; the merged files are written to
 temporary names, renamed into place, and their sha256 and sizes returned for the manifest, which is
-what later runs and ``load_features`` check them against (``verify_merged``).
+what later runs and ``load_features`` check them against (``harness.features.merged``).
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from harness.features.shards import CorruptShard, finished_chunks, read_shard, set_aside, tmp_suffix
+from harness.atomic import atomic_path
+from harness.encoding.shards import CorruptShard, finished_chunks, read_shard, set_aside
+from harness.features.merged import MERGED, file_record
 
-MERGED = ("features.npy", "valid.npy")
+TMP_NPY = ".tmp.npy"  # merge temporaries: np.save keeps a name that ends in .npy
 NONFINITE = "non-finite features (NaN/inf) from the encoder"
 
 
@@ -44,16 +44,6 @@ def _check_coverage(seen: np.ndarray, n_items: int) -> None:
         )
 
 
-def _tmp_path(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{tmp_suffix()}.npy")
-
-
-def _tmp_memmap(path: Path, shape: tuple, dtype) -> tuple[np.memmap, Path]:
-    """A writable .npy memmap at a temporary name beside ``path`` (renamed over it when complete)."""
-    tmp = _tmp_path(path)
-    return np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape), tmp
-
-
 def merged_bytes(n_items: int, dim: int) -> int:
     """Bytes the merged files take (both .npy headers are at most 128 bytes here)."""
     return n_items * dim * 4 + n_items + 2 * 128
@@ -67,31 +57,6 @@ def check_disk_space(folder: Path, n_items: int, dim: int) -> None:
         raise MergeError(f"not enough free disk space to merge {folder}: the merged files need {need:,} bytes "
                          f"({need / 2**30:.2f} GiB), {free:,} bytes are free on that filesystem; free some space and rerun "
                          "(the shards are kept, nothing is encoded again)")
-
-
-def file_record(path: Path) -> dict:
-    """sha256 and size of one file (read in 16 MiB blocks)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 24):
-            h.update(block)
-    return {"sha256": h.hexdigest(), "bytes": path.stat().st_size}
-
-
-def verify_merged(folder: Path, manifest: dict) -> str | None:
-    """Why the merged files in ``folder`` are not the ones ``manifest`` records, or None when they are."""
-    records = manifest.get("merged")
-    if not records:
-        return f"the manifest of {folder} records no checksums of its merged files"
-    for name in MERGED:
-        path, want = folder / name, records.get(name) or {}
-        if not path.is_file():
-            return f"{path} is missing"
-        if path.stat().st_size != want.get("bytes"):
-            return f"{path} has {path.stat().st_size} bytes, the manifest records {want.get('bytes')}"
-        if file_record(path)["sha256"] != want.get("sha256"):
-            return f"{path} does not match the sha256 its manifest records (damaged)"
-    return None
 
 
 def _fill(folder: Path, matrix: np.ndarray, valid: np.ndarray, result: MergeResult) -> None:
@@ -126,32 +91,18 @@ def _fill(folder: Path, matrix: np.ndarray, valid: np.ndarray, result: MergeResu
 
 def merge_shards(folder: Path, n_items: int, dim: int) -> MergeResult:
     """Assemble every shard under ``folder/shards`` into the merged matrix and mask (atomically)."""
-    path_f, path_v = folder / "features.npy", folder / "valid.npy"
     check_disk_space(folder, n_items, dim)
-    matrix, tmp_f = _tmp_memmap(path_f, (n_items, dim), np.float32)
     valid = np.zeros(n_items, dtype=np.bool_)
     result = MergeResult(n_valid=0)
-    try:
-        _fill(folder, matrix, valid, result)
-        matrix.flush()
-    except BaseException:
-        tmp_f.unlink(missing_ok=True)
-        raise
-    finally:
-        del matrix
-    tmp_v = _tmp_path(path_v)
-    try:
+    with atomic_path(folder / MERGED[0], suffix=TMP_NPY) as tmp_f, atomic_path(folder / MERGED[1], suffix=TMP_NPY) as tmp_v:
+        matrix = np.lib.format.open_memmap(tmp_f, mode="w+", dtype=np.float32, shape=(n_items, dim))
+        try:
+            _fill(folder, matrix, valid, result)
+            matrix.flush()
+        finally:
+            del matrix
         np.save(tmp_v, valid)
-        for tmp in (tmp_f, tmp_v):
-            with open(tmp, "rb") as fh:
-                os.fsync(fh.fileno())
-        result.merged = {path_f.name: file_record(tmp_f), path_v.name: file_record(tmp_v)}
-    except BaseException:
-        tmp_f.unlink(missing_ok=True)
-        tmp_v.unlink(missing_ok=True)
-        raise
-    os.replace(tmp_f, path_f)
-    os.replace(tmp_v, path_v)
+    result.merged = {name: file_record(folder / name) for name in MERGED}
     result.n_valid = int(valid.sum())
     result.failures.sort(key=lambda f: f["item"])
     return result
