@@ -20,7 +20,7 @@ from harness.data import (
     load_dataset,
 )
 from harness.data.fetch import fetch_source
-from harness.data.files import atomic_path
+from harness.atomic import atomic_path
 from harness.data.kcore import kcore_mask
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from harness.cli import main as harness_main
 from harness.data import load_dataset
-from harness.features import ensure_features
+from harness.encoding import ensure_features
 
 pytestmark = pytest.mark.filterwarnings("ignore::harness.data.DatasetNoteWarning")
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.data.files import atomic_path
+from harness.atomic import atomic_path
 
 
 def pack_json(value: object) -> np.ndarray:

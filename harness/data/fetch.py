@@ -13,7 +13,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from harness.data.errors import ChecksumError, DataError
-from harness.data.files import atomic_path
+from harness.atomic import atomic_path
 from harness.data.paths import dataset_folder
 from harness.data.registry import Source, get_spec
 

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import hashlib
 import io
-import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,21 +33,6 @@ def verify_sha256(path: str | Path, expected: str | None) -> str:
     if expected is not None and actual != expected.lower():
         raise ChecksumError(path, expected, actual)
     return actual
-
-
-@contextlib.contextmanager
-def atomic_path(dest: str | Path) -> Iterator[Path]:
-    """Yield a temp path beside ``dest``; rename it onto ``dest`` only if the block succeeds."""
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, dest)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
 
 
 def open_text(path: str | Path) -> io.TextIOBase:

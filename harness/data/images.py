@@ -18,7 +18,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from harness.data.download import fetch_image
-from harness.data.files import atomic_path
+from harness.atomic import atomic_path
 
 IMAGE_DIR = "images"
 STATUS_FILE = "status.jsonl"
