@@ -37,6 +37,7 @@ from harness.features.layout import feature_dir
 # ------------------------------------------------------------------------------------------- tags
 
 TAG_KEY = "harness.cell_key"
+LEGACY_TAG_KEY = "cell_key"  # what `harness train` tagged before harness.cell_key
 TAG_SWEEP = "harness.sweep"
 TAG_ROLE = "harness.role"
 ROLE_CELL, ROLE_SWEEP, ROLE_REPORT = "cell", "sweep", "report"
