@@ -8,11 +8,13 @@ the archive and the sweep runner read them back by these names and through :func
 - Tags (strings, for filtering): ``harness.dataset``, ``harness.model``, ``harness.items``, ``harness.dim``,
   ``harness.seed``, ``harness.kdsr``, ``harness.method``, ``harness.cell_key``, ``harness.modality``,
   ``harness.encoder``, ``harness.encoder.<modality>`` / ``.revision``, ``harness.encode_device``,
-  ``harness.machine.*`` and ``harness.version.*``; sweep cells add ``harness.role``, ``harness.sweep``,
-  ``harness.axis.<axis>``, ``harness.grids``.
+  ``harness.device``, ``harness.machine.*`` and ``harness.version.*``; sweep cells add ``harness.role``,
+  ``harness.sweep``, ``harness.cell_index``, ``harness.axis.<axis>``, ``harness.grids``, ``slurm.*``; sweep parents
+  ``harness.sweep_id``, ``harness.sweep_overrides``, ``harness.axes.<g>``, ``harness.n_cells``, ``harness.cells``.
 - Metrics (numbers the MLflow UI can put on a chart axis; tags and params are strings there):
   ``<part>/<metric>`` (``train/loss``, ``valid/ndcg@10``, ``test/hr@20``; stored as ``test/hr_at_20``, see
-  :func:`mlflow_key`), ``monitor/*``, ``encoder.params`` (sum over the modalities used, 0 for ID-only runs),
+  :func:`mlflow_key`), ``monitor/*``, ``epoch_time_s``; at the end ``best_epoch``, ``epochs_run``,
+  ``train_time_s``, ``best_valid/*``; ``encoder.params`` (sum over the modalities used, 0 for ID-only runs),
   ``encoder.encode_seconds``, and per modality ``encoder.<modality>.params`` / ``.dim`` / ``.encode_seconds`` /
   ``.items_per_s``.
 - Params: the resolved config as dotted keys (``model.name``, ``train.seed`` ...) plus ``data.*`` and
@@ -70,6 +72,8 @@ def axes_tag(grid: int) -> str:
 # ---------------------------------------------------------------------------------- metrics, params
 
 MONITOR_PREFIX = "monitor/"
+EPOCH_SECONDS = "epoch_time_s"  # per epoch
+BEST_EPOCH, EPOCHS_RUN, TRAIN_SECONDS = "best_epoch", "epochs_run", "train_time_s"  # final, at the best epoch
 METRIC_ENCODER_PARAMS, METRIC_ENCODE_SECONDS = "encoder.params", "encoder.encode_seconds"
 PARAM_MODEL, PARAM_SEED, PARAM_VALID_METRIC = "model.name", "train.seed", "train.valid_metric"
 PARAM_HOLISTIC, PARAM_DISSECTED = "kdsr.holistic", "kdsr.dissected"
@@ -92,6 +96,11 @@ def part_metric(part: str, name: str) -> str:
 
 def is_part_metric(key: str, part: str) -> bool:
     return key.startswith(f"{part}/")
+
+
+def best_metric(key: str) -> str:
+    """``valid/ndcg@10`` -> ``best_valid/ndcg@10``: a validation metric of the best epoch, logged with the final ones."""
+    return f"best_{key}"
 
 
 # ------------------------------------------------------------------------------------- writing runs

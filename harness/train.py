@@ -35,7 +35,8 @@ from harness.features import ensure_features
 from harness.kdsr import ForgettingMonitor, build_kdsr, embedding_lr_factor
 from harness.kdsr.monitor import MONITOR_SEED
 from harness.models import build_model
-from harness.run_schema import TAG_DEVICE, encoder_record, is_part_metric, machine_tags, part_metric, run_params, run_tags
+from harness import run_schema as schema
+from harness.run_schema import encoder_record, is_part_metric, machine_tags, part_metric, run_params, run_tags
 from harness.tracking import Logger, MLflowLogger
 
 DEVICES = ("auto", "cpu", "cuda")  # train.device
@@ -325,7 +326,7 @@ def fit(cell: Cell, logger: Logger, budget_s: float = 0.0) -> FitResult:
     for epoch in range(cfg.train.epochs):
         tick = time.perf_counter()
         metrics = train_epoch(cell, samples, epoch)
-        metrics["epoch_time_s"] = time.perf_counter() - tick
+        metrics[schema.EPOCH_SECONDS] = time.perf_counter() - tick
         metrics.update(evaluate_part(cell, "valid"))
         if cell.monitor is not None:
             metrics.update(cell.monitor(cell.model.items))
@@ -352,7 +353,7 @@ def log_run_header(cell: Cell, logger: Logger) -> None:
     if cell.kdsr is not None and getattr(cell.kdsr, "teacher_info", None):
         logger.log_dict(cell.kdsr.teacher_info, "kdsr_teachers.json")
     encoder_tags, encoder_metrics = encoder_record(cfg)
-    logger.set_tags({**run_tags(cfg), **encoder_tags, **machine_tags(), TAG_DEVICE: str(cell.device)})
+    logger.set_tags({**run_tags(cfg), **encoder_tags, **machine_tags(), schema.TAG_DEVICE: str(cell.device)})
     logger.log_metrics(encoder_metrics)
 
 
@@ -362,8 +363,9 @@ def run(cfg: Config, logger: Logger) -> dict[str, float]:
     log_run_header(cell, logger)
     result = fit(cell, logger)
     final = evaluate_part(cell, "test", logger=logger)
-    final.update({"best_epoch": result.best_epoch, "epochs_run": result.epochs, "train_time_s": result.train_time_s})
-    final.update({f"best_{k}": v for k, v in result.best_valid.items()})
+    final.update({schema.BEST_EPOCH: result.best_epoch, schema.EPOCHS_RUN: result.epochs,
+                  schema.TRAIN_SECONDS: result.train_time_s})
+    final.update({schema.best_metric(k): v for k, v in result.best_valid.items()})
     logger.log_metrics(final, step=result.best_epoch)
     logger.log_dict(final, "results.json")
     return final

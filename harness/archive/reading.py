@@ -83,7 +83,7 @@ class Archive:
         return pd.DataFrame(data)
 
     def parent(self) -> dict | None:
-        """Like ``harness.report.parent_run``: the newest sweep parent's run id and tags (None without one)."""
+        """Like ``harness.report.sources.parent_run``: the newest sweep parent's run id and tags (None without one)."""
         found = [s for s in self.sweeps if s.get("tags")]
         if not found:
             return None
@@ -106,6 +106,6 @@ def read(paths: str | Path | Iterable[str | Path], status: str | None = "FINISHE
 
 
 def parent(paths: str | Path | Iterable[str | Path]) -> dict | None:
-    """The sweep parent of the archive(s) (``sweep.json``) as ``{"run_id", "tags"}``, like ``report.parent_run``."""
+    """The sweep parent of the archive(s) (``sweep.json``) as ``{"run_id", "tags"}``, like ``report.sources.parent_run``."""
     return Archive(paths).parent()
 
