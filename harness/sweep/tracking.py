@@ -116,9 +116,9 @@ def pending(sweep: Sweep, ctx: Context) -> list[Cell]:
 
 def finalize(sweep: Sweep, ctx: Context) -> dict[str, int]:
     """Close the parent run: FINISHED when every cell has a FINISHED run, else FAILED; log a cells table."""
-    mlflow = client(ctx)
+    store = client(ctx)
     best: dict[str, Any] = {}
-    for run in schema.search_all(mlflow, ctx.experiment_id, schema.CELLS):
+    for run in schema.search_all(store, ctx.experiment_id, schema.CELLS):
         key, old = run.data.tags.get(schema.TAG_KEY), best.get(run.data.tags.get(schema.TAG_KEY))
         if old is None or (run.info.status == "FINISHED", run.info.start_time) > (old.info.status == "FINISHED", old.info.start_time):
             best[key] = run
@@ -131,16 +131,16 @@ def finalize(sweep: Sweep, ctx: Context) -> dict[str, int]:
         status = run.info.status if run else "MISSING"
         counts[status] += 1
         writer.writerow([cell.index, cell.key, cell.name, status, run.info.run_id if run else ""])
-    mlflow.log_text(ctx.parent_run_id, buf.getvalue(), "sweep/cells.csv")
+    store.log_text(ctx.parent_run_id, buf.getvalue(), "sweep/cells.csv")
     for key, value in schema.status_counts_tag(counts).items():
-        mlflow.set_tag(ctx.parent_run_id, key, value)
-    mlflow.set_terminated(ctx.parent_run_id, "FINISHED" if counts["FINISHED"] == len(sweep.cells()) else "FAILED")
+        store.set_tag(ctx.parent_run_id, key, value)
+    store.set_terminated(ctx.parent_run_id, "FINISHED" if counts["FINISHED"] == len(sweep.cells()) else "FAILED")
     print(f"{sweep.name}: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())), flush=True)
     return dict(counts)
 
 
 def set_tags(ctx: Context, tags: dict[str, str]) -> None:
     """Tags on the sweep's parent run (e.g. the Slurm job ids)."""
-    mlflow = client(ctx)
+    store = client(ctx)
     for key, value in tags.items():
-        mlflow.set_tag(ctx.parent_run_id, key, value)
+        store.set_tag(ctx.parent_run_id, key, value)
