@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import hashlib
 import json
 import types
@@ -23,7 +24,7 @@ import yaml
 class DataConfig:
     name: str = "ml-100k"
     data_dir: str | None = None  # default: $HARNESS_DATA_DIR
-    protocol: str = "paper"  # paper | leave-one-out | predefined (the dataset's own split files)
+    protocol: str = "paper"  # paper | leave-one-out
     valid_fraction: float = 0.1  # share of each user's training part held out for model selection
     max_len: int = 50  # history length seen by the model
 
@@ -209,23 +210,36 @@ def load(path: str | Path | None = None, overrides: list[str] | None = None, bas
     return cfg
 
 
-_CHOICES = {
-    "dataset.protocol": ("paper", "leave-one-out", "predefined"),
-    "model.name": ("sasrec", "gru4rec", "mmsr"),
-    "model.items": ("id", "frozen", "finetune"),
-    "kdsr.score": ("cosine", "dot", "euclidean", "manhattan"),
-    "kdsr.quantizer": ("vq", "kmeans"),
-    "kdsr.pairs": ("all", "sample"),
-    "kdsr.async_scope": ("modality", "all"),
-    "train.device": ("auto", "cpu", "cuda"),
-    "train.eval_ties": ("expected", "pessimistic", "optimistic"),
-    "train.samples": ("windows", "prefixes"),
-}
+@functools.cache
+def _choices() -> dict[str, tuple[str, ...]]:
+    """Valid values per key, read from the modules that implement them (the backbone registry, KDSR's scores ...)."""
+    # imported here, not at the top: they import torch (~3 s measured, against ~0.1 s for this module, which every
+    # command imports) and import harness.config themselves
+    from harness.data.split import PROTOCOLS
+    from harness.evaluation import TIES
+    from harness.kdsr import QUANTIZERS, SCORES
+    from harness.kdsr.pairs import PAIRS
+    from harness.models import MODES, list_backbones
+    from harness.models.items import ASYNC_SCOPES
+    from harness.train import DEVICES, SAMPLES
+
+    return {
+        "dataset.protocol": PROTOCOLS,
+        "model.name": tuple(list_backbones()),
+        "model.items": MODES,
+        "kdsr.score": SCORES,
+        "kdsr.quantizer": QUANTIZERS,
+        "kdsr.pairs": PAIRS,
+        "kdsr.async_scope": ASYNC_SCOPES,
+        "train.device": DEVICES,
+        "train.eval_ties": TIES,
+        "train.samples": SAMPLES,
+    }
 
 
 def validate(cfg: Config) -> None:
     flat = to_dict(cfg, flat=True)
-    for key, choices in _CHOICES.items():
+    for key, choices in _choices().items():
         if flat[key] not in choices:
             raise ConfigError(f"{key}={flat[key]!r} is not one of {', '.join(choices)}")
     if cfg.model.items != "id" and not (cfg.features.text_encoder or cfg.features.image_encoder):

@@ -8,7 +8,8 @@ shared/docs/SLURM_MLFLOW_RECIPE.md), so it takes an experiment id when the sweep
 submitter provides one and otherwise creates-or-gets the experiment, tolerating the race.
 
 MLflow metric names may not contain ``@``; the harness' canonical names (``valid/hr@20``)
-are stored in MLflow as ``valid/hr_at_20`` (:func:`mlflow_key`). :func:`harness_key` maps back.
+are stored in MLflow as ``valid/hr_at_20`` (``run_schema.mlflow_key``; ``run_schema.harness_key`` maps back).
+The other MLflow client helpers live here too: :func:`open_store` and :func:`ensure_experiment`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from typing import Any
 import numpy as np
 
 from harness.config import TrackingConfig
+from harness.run_schema import TAG_ERROR, TAG_PARENT, mlflow_key
+from harness.run_schema import harness_key  # noqa: F401  (re-exported: the metric names' inverse, next to mlflow_key)
 
 DEFAULT_URI = "sqlite:///mlruns.db"
 STATUSES = ("FINISHED", "FAILED", "KILLED")
@@ -39,16 +42,6 @@ def is_rank_zero() -> bool:
     except ImportError:  # pragma: no cover - torch is a dependency
         pass
     return int(os.environ.get("RANK", "0")) == 0
-
-
-def mlflow_key(name: str) -> str:
-    """Harness metric name -> MLflow metric key (``@`` is not allowed there): hr@20 -> hr_at_20."""
-    return name.replace("@", "_at_")
-
-
-def harness_key(key: str) -> str:
-    """Inverse of :func:`mlflow_key`."""
-    return key.replace("_at_", "@")
 
 
 def flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -152,7 +145,7 @@ class Logger(abc.ABC):
         if self.active:
             if error:
                 self._log_text(error, "error.txt")
-                self._set_tags({"error": error.strip().splitlines()[-1][:500] if error.strip() else "error"})
+                self._set_tags({TAG_ERROR: error.strip().splitlines()[-1][:500] if error.strip() else "error"})
             self._finish(status)
 
     @abc.abstractmethod
@@ -227,22 +220,40 @@ def tracking_uri(tracking: TrackingConfig) -> str:
     return tracking.uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
 
 
-def _experiment_id(client, tracking: TrackingConfig) -> str:
-    """Explicit id (config or ``$MLFLOW_EXPERIMENT_ID``), else get-or-create by name, race-tolerant."""
-    explicit = tracking.experiment_id or os.environ.get("MLFLOW_EXPERIMENT_ID")
-    if explicit:
-        return str(explicit)
+def open_store(uri: str):
+    """An ``MlflowClient`` on ``uri``, the store's schema created now (from one process, before any parallel
+    writer: a sqlite store's first open migrates it)."""
+    from mlflow import MlflowClient
+
+    if uri.startswith("sqlite:///"):
+        Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    client = MlflowClient(uri)
+    client.search_experiments(max_results=1)
+    return client
+
+
+def ensure_experiment(client, name: str, restore: bool = False) -> str:
+    """The id of experiment ``name``, created when missing (a concurrent creator is tolerated by re-reading);
+    ``restore``: a deleted one is restored."""
     from mlflow.exceptions import MlflowException
 
     for _ in range(5):
-        found = client.get_experiment_by_name(tracking.experiment)
+        found = client.get_experiment_by_name(name)
         if found is not None:
+            if restore and found.lifecycle_stage == "deleted":
+                client.restore_experiment(found.experiment_id)
             return found.experiment_id
         try:
-            return client.create_experiment(tracking.experiment)
+            return client.create_experiment(name)
         except MlflowException:  # another process created it between our get and create
             time.sleep(0.2)
-    raise RuntimeError(f"could not get or create MLflow experiment {tracking.experiment!r}")
+    raise RuntimeError(f"could not get or create MLflow experiment {name!r}")
+
+
+def _experiment_id(client, tracking: TrackingConfig) -> str:
+    """Explicit id (config or ``$MLFLOW_EXPERIMENT_ID``), else get-or-create by name, race-tolerant."""
+    explicit = tracking.experiment_id or os.environ.get("MLFLOW_EXPERIMENT_ID")
+    return str(explicit) if explicit else ensure_experiment(client, tracking.experiment)
 
 
 class MLflowLogger(Logger):
@@ -265,7 +276,7 @@ class MLflowLogger(Logger):
         self.experiment_id = _experiment_id(self.client, tracking)
         run_tags = {k: str(v) for k, v in (tags or {}).items()}
         if tracking.parent_run_id:
-            run_tags["mlflow.parentRunId"] = tracking.parent_run_id
+            run_tags[TAG_PARENT] = tracking.parent_run_id
         run = self.client.create_run(self.experiment_id, tags=run_tags, run_name=tracking.run_name)
         self.run_id = run.info.run_id
         if tracking.system_metrics:

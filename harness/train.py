@@ -28,12 +28,19 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from harness.batching import SequenceStore, causal_windows, prefix_targets, to_tensor
-from harness.config import Config, load, to_dict, to_yaml
+from harness.config import Config, load, to_yaml
+from harness.data import load_dataset, make_split
 from harness.evaluation import PROTOCOL_AVERAGE, evaluate, metric_names, sample_targets, split_targets, targets_digest
-from harness.run_schema import encoder_record, machine_tags, run_tags
+from harness.encoding import ensure_features
+from harness.kdsr import ForgettingMonitor, build_kdsr, embedding_lr_factor
+from harness.kdsr.monitor import MONITOR_SEED
+from harness.models import build_model
+from harness import run_schema as schema
+from harness.run_schema import encoder_record, is_part_metric, machine_tags, part_metric, run_params, run_tags
 from harness.tracking import Logger, MLflowLogger
 
-MODALITIES = ("text", "image")
+DEVICES = ("auto", "cpu", "cuda")  # train.device
+SAMPLES = ("windows", "prefixes")  # train.samples
 
 
 @dataclass
@@ -82,8 +89,6 @@ def check_config(cfg: Config) -> None:
 
 def load_data(cfg: Config) -> tuple[Any, Any, SequenceStore]:
     """The dataset, its split and the packed sequences."""
-    from harness.data import load_dataset, make_split
-
     dataset = load_dataset(cfg.dataset.name, cfg.dataset.data_dir)
     split = make_split(dataset, cfg.dataset.protocol, cfg.dataset.valid_fraction)
     return dataset, split, SequenceStore(dataset.sequences)
@@ -94,8 +99,6 @@ def load_modalities(cfg: Config, dataset: Any) -> dict[str, Any]:
     encoders = {"text": cfg.features.text_encoder, "image": cfg.features.image_encoder}
     if not any(encoders.values()):
         return {}
-    from harness.encoding import ensure_features
-
     return {m: ensure_features(dataset, enc, m, cfg.features.cache_dir) for m, enc in encoders.items() if enc}
 
 
@@ -127,8 +130,6 @@ def kdsr_losses_on(cfg: Config) -> bool:
 
 def setup(cfg: Config) -> Cell:
     """Seeds, device, data, features, model, optimizer and (optionally) the KDSR teacher."""
-    from harness.models import build_model
-
     check_config(cfg)
     seed_everything(cfg.train.seed)
     if cfg.train.threads > 0:
@@ -139,8 +140,6 @@ def setup(cfg: Config) -> Cell:
     model = build_model(cfg, dataset.num_items, features).to(device)
     kdsr = None
     if kdsr_losses_on(cfg):
-        from harness.kdsr import build_kdsr
-
         kdsr = build_kdsr(resolved_kdsr(cfg).kdsr, dataset, split, features, cfg.features.cache_dir, dim=cfg.model.dim)
         if isinstance(kdsr, torch.nn.Module):
             kdsr.to(device)
@@ -156,9 +155,6 @@ def forgetting_monitor(cfg: Config, kdsr: Any, features: dict[str, Any], device:
         return kdsr.forgetting  # None when kdsr.monitor is off
     if not (cfg.kdsr.monitor and features and cfg.model.items != "id"):
         return None
-    from harness.kdsr import ForgettingMonitor
-    from harness.kdsr.monitor import MONITOR_SEED
-
     return ForgettingMonitor(features, cfg.kdsr.monitor_pairs, MONITOR_SEED).to(device)
 
 
@@ -230,8 +226,6 @@ def batch_loss(cell: Cell, inputs: torch.Tensor, targets: torch.Tensor) -> dict[
 def set_epoch_lr(cell: Cell, epoch: int) -> None:
     """Base LR everywhere; the ``async`` group follows KDSR's asynchronous schedule when ``kdsr.enabled``
     (with or without its losses) and ``kdsr.async_train``."""
-    from harness.kdsr import embedding_lr_factor
-
     factor = embedding_lr_factor(epoch, cell.cfg.kdsr)
     for group in cell.optimizer.param_groups:
         group["lr"] = cell.cfg.train.lr * (factor if group.get("name") == "async" else 1.0)
@@ -258,7 +252,7 @@ def train_epoch(cell: Cell, samples: tuple[np.ndarray, ...], epoch: int) -> dict
             bar.set_postfix(loss=f"{float(sums['loss']) / (step + 1):.4f}", refresh=False)
     if not sums:
         raise ValueError("no training samples: every user's training part has fewer than 2 items")
-    return {("train/loss" if k == "loss" else f"train/{k}"): float(v) / n_batches for k, v in sums.items()}
+    return {part_metric("train", k): float(v) / n_batches for k, v in sums.items()}
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -303,7 +297,7 @@ def evaluate_part(cell: Cell, part: str, score_fn=None, logger: Logger | None = 
     )
     if logger is not None:
         logger.log_ranks(part, ranks["above"], ranks["tied"], targets_digest(users, positions))
-    return {f"{part}/{k}": v for k, v in metrics.items()}
+    return {part_metric(part, k): v for k, v in metrics.items()}
 
 
 # ----------------------------------------------------------------------------- the run
@@ -324,7 +318,7 @@ def fit(cell: Cell, logger: Logger, budget_s: float = 0.0) -> FitResult:
     The best epoch's weights are kept in memory (CPU copy) and loaded back at the end.
     ``patience <= 0`` disables early stopping."""
     cfg = cell.cfg
-    key = f"valid/{cfg.train.valid_metric}"
+    key = part_metric("valid", cfg.train.valid_metric)
     samples = training_samples(cell.split, cfg.dataset.max_len, uses_windows(cell))
     best = FitResult(-1, {}, 0, 0.0)
     best_state: dict[str, torch.Tensor] | None = None
@@ -332,14 +326,14 @@ def fit(cell: Cell, logger: Logger, budget_s: float = 0.0) -> FitResult:
     for epoch in range(cfg.train.epochs):
         tick = time.perf_counter()
         metrics = train_epoch(cell, samples, epoch)
-        metrics["epoch_time_s"] = time.perf_counter() - tick
+        metrics[schema.EPOCH_SECONDS] = time.perf_counter() - tick
         metrics.update(evaluate_part(cell, "valid"))
         if cell.monitor is not None:
             metrics.update(cell.monitor(cell.model.items))
         logger.log_metrics(metrics, step=epoch)
         best.epochs = epoch + 1
         if best_state is None or metrics[key] > best.best_valid[key]:
-            best.best_epoch, best.best_valid = epoch, {k: v for k, v in metrics.items() if k.startswith("valid/")}
+            best.best_epoch, best.best_valid = epoch, {k: v for k, v in metrics.items() if is_part_metric(k, "valid")}
             best_state = {k: v.detach().to("cpu", copy=True) for k, v in cell.model.state_dict().items()}
         elif 0 < cfg.train.patience <= epoch - best.best_epoch:
             break
@@ -353,16 +347,13 @@ def fit(cell: Cell, logger: Logger, budget_s: float = 0.0) -> FitResult:
 def log_run_header(cell: Cell, logger: Logger) -> None:
     """Resolved config (params + YAML artifact), data statistics and identifying tags."""
     cfg, data = cell.cfg, cell.dataset
-    logger.log_params(to_dict(cfg))
+    logger.log_params(run_params(cfg, len(data.sequences), data.num_items, int(cell.store.lengths.sum()),
+                                 sum(p.numel() for p in cell.model.parameters())))
     logger.log_text(to_yaml(cfg), "config.yaml")
-    logger.log_params({
-        "data": {"users": len(data.sequences), "items": data.num_items, "interactions": int(cell.store.lengths.sum())},
-        "model_params": sum(p.numel() for p in cell.model.parameters()),
-    })
     if cell.kdsr is not None and getattr(cell.kdsr, "teacher_info", None):
         logger.log_dict(cell.kdsr.teacher_info, "kdsr_teachers.json")
     encoder_tags, encoder_metrics = encoder_record(cfg)
-    logger.set_tags({**run_tags(cfg), **encoder_tags, **machine_tags(), "harness.device": str(cell.device)})
+    logger.set_tags({**run_tags(cfg), **encoder_tags, **machine_tags(), schema.TAG_DEVICE: str(cell.device)})
     logger.log_metrics(encoder_metrics)
 
 
@@ -372,8 +363,9 @@ def run(cfg: Config, logger: Logger) -> dict[str, float]:
     log_run_header(cell, logger)
     result = fit(cell, logger)
     final = evaluate_part(cell, "test", logger=logger)
-    final.update({"best_epoch": result.best_epoch, "epochs_run": result.epochs, "train_time_s": result.train_time_s})
-    final.update({f"best_{k}": v for k, v in result.best_valid.items()})
+    final.update({schema.BEST_EPOCH: result.best_epoch, schema.EPOCHS_RUN: result.epochs,
+                  schema.TRAIN_SECONDS: result.train_time_s})
+    final.update({schema.best_metric(k): v for k, v in result.best_valid.items()})
     logger.log_metrics(final, step=result.best_epoch)
     logger.log_dict(final, "results.json")
     return final

@@ -193,7 +193,7 @@ def test_writes_are_atomic(tmp_path, monkeypatch):
     def broken(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(A.os, "replace", broken)
+    monkeypatch.setattr(os, "replace", broken)
     with pytest.raises(OSError, match="disk full"):
         A.write_json(path, {"a": 2, "b": "x" * 100_000})
     monkeypatch.undo()

@@ -16,6 +16,7 @@ import math
 import numpy as np
 import torch
 
+PAIRS = ("all", "sample")  # kdsr.pairs
 
 def cooccurring_pairs(sequences: list[np.ndarray], n_pairs: int, seed: int = 0, valid: np.ndarray | None = None) -> np.ndarray:
     """[P, 2] int64 item pairs (0-based) co-occurring in ``sequences``; same-item and invalid pairs dropped."""
@@ -53,7 +54,7 @@ def sample_positions(item_seq: torch.Tensor, mode: str, max_pairs: int, generato
     if mode == "all":
         return item_seq
     if mode != "sample":
-        raise ValueError(f"pairs={mode!r} is not one of all, sample")
+        raise ValueError(f"pairs={mode!r} is not one of {', '.join(PAIRS)}")
     size = subset_size(max_pairs)
     if item_seq.shape[1] <= size:
         return item_seq

@@ -33,8 +33,8 @@ def register_backbone(name: str) -> Callable[[Builder], Builder]:
 
 
 def list_backbones() -> list[str]:
-    """Registered backbone names, sorted."""
-    return sorted(_BACKBONES)
+    """Registered backbone names, in registration order (the default, ``sasrec``, first)."""
+    return list(_BACKBONES)
 
 
 def get_builder(name: str) -> Builder:

@@ -1,0 +1,117 @@
+"""One cell: its tags and config, run as one MLflow child run (or one archive record), closed whatever happens."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import signal
+import threading
+import traceback
+from pathlib import Path
+
+from harness import archive
+from harness import config as C
+from harness import run_schema as schema
+from harness.sweep.grid import Cell, Sweep
+from harness.sweep.tracking import Context, context_from_env, init_store, sweep_tags
+from harness.tracking import MLflowLogger
+
+
+def cell_tags(sweep: Sweep, cell: Cell) -> dict[str, str]:
+    """Tags that identify the cell in MLflow (sweep, axis labels, Slurm ids) on top of the run's own
+    (``run_schema.run_tags``: what it computes; the encoder tags and metrics are logged by the run)."""
+    return schema.cell_tags(cell.config, sweep.name, cell.index, cell.grids, cell.labels)
+
+
+def _cell_config(cell: Cell, ctx: Context) -> C.Config:
+    cfg = copy.deepcopy(cell.config)
+    t = cfg.tracking
+    t.uri, t.experiment_id, t.parent_run_id, t.run_name = ctx.uri, ctx.experiment_id, ctx.parent_run_id, cell.name
+    return cfg
+
+
+class _Terminated(Exception):
+    """SIGTERM (Slurm time limit, scancel) turned into an exception so the run is closed as KILLED."""
+
+
+def _on_sigterm(signum, frame):
+    raise _Terminated(f"terminated by signal {signum}")
+
+
+@contextlib.contextmanager
+def _sigterm_raises():
+    """While a cell runs, SIGTERM raises :class:`_Terminated` (main thread only; elsewhere a no-op)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _train(run, cfg: C.Config, logger) -> int:
+    """``run(cfg, logger)`` (``harness.train.run``) with the MLflow run closed FINISHED, FAILED or KILLED."""
+    try:
+        metrics = run(cfg, logger)
+    except (_Terminated, KeyboardInterrupt):
+        logger.finish("KILLED", traceback.format_exc())
+        print("cell killed", flush=True)
+        return 143
+    except Exception:  # noqa: BLE001 - a failing cell is recorded, not raised: the sweep goes on
+        logger.finish("FAILED", traceback.format_exc())
+        traceback.print_exc()
+        return 1
+    logger.finish("FINISHED")
+    shown = {k: round(v, 4) for k, v in (metrics or {}).items() if schema.is_part_metric(k, "test")}
+    print(f"finished: {shown}", flush=True)
+    return 0
+
+
+def archive_folder(sweep: Sweep, root: str | Path) -> Path:
+    """``<root>/<sweep name>/``, with the sweep's description (``sweep.json``) written once."""
+    folder = Path(root) / sweep.name
+    if not (folder / archive.SWEEP_FILE).is_file():
+        archive.write_sweep(folder, sweep.experiment, sweep_tags(sweep), run_name=f"sweep:{sweep.name}")
+    return folder
+
+
+def archived_keys(folder: Path) -> set[str]:
+    """Cell keys with a FINISHED record in the archive folder (what a rerun into it skips)."""
+    records = (archive.load_record(f) for f in folder.glob("*.json") if f.name != archive.SWEEP_FILE)
+    return {r["cell_key"] for r in records if r.get("status") == "FINISHED"}
+
+
+def run_cell(sweep: Sweep, index: int, ctx: Context | None = None, archive_dir: str | Path | None = None) -> int:
+    """Run cell ``index`` as one MLflow child run (or, with ``archive_dir``, as one record in that archive folder,
+    no MLflow needed); skip it when its key already FINISHED there. Returns an exit code."""
+    cells = sweep.cells()
+    if not 0 <= index < len(cells):
+        raise IndexError(f"cell index {index} out of range: {sweep.name} has cells 0..{len(cells) - 1}")
+    cell = cells[index]
+    # imported here, before the run exists: torch and the models (~3 s measured), which listing and submitting skip
+    from harness import train
+
+    if archive_dir is not None:
+        folder = archive_folder(sweep, archive_dir)
+        if cell.key in archived_keys(folder):
+            print(f"cell {index} [{cell.name}] key {cell.key} already in {folder}; skipped", flush=True)
+            return 0
+        print(f"cell {index} [{cell.name}] key {cell.key} -> {folder}", flush=True)
+        with _sigterm_raises():
+            return _train(train.run, cell.config, archive.ArchiveLogger(folder, cell_tags(sweep, cell), cell.name))
+    ctx = ctx or context_from_env(sweep)
+    if cell.key in schema.finished_keys(init_store(ctx.uri), ctx.experiment_id):
+        print(f"cell {index} [{cell.name}] key {cell.key} already FINISHED; skipped", flush=True)
+        return 0
+    print(f"cell {index} [{cell.name}] key {cell.key}", flush=True)
+    cfg = _cell_config(cell, ctx)
+    with _sigterm_raises():
+        try:
+            tags = cell_tags(sweep, cell)
+        except Exception:
+            logger = MLflowLogger(cfg.tracking, tags=schema.failed_cell_tags(cell.key, sweep.name))
+            logger.finish("FAILED", traceback.format_exc())
+            raise
+        return _train(train.run, cfg, MLflowLogger(cfg.tracking, tags=tags))

@@ -1,0 +1,78 @@
+"""``harness sweep FILE [--list | --index N | --local | --submit | --finalize]``: the command line of the runner."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+
+from harness.sweep.cell import run_cell
+from harness.sweep.grid import Sweep, _label, check_names, load_sweep, select
+from harness.sweep.local import run_archive, run_local
+from harness.sweep.slurm import submit
+from harness.sweep.tracking import context_from_env, finalize
+
+
+def list_cells(sweep: Sweep, where: list[str] | None = None) -> str:
+    """One line per cell: index, key, run name, overrides (the ``key=value`` pairs ``harness train`` takes)."""
+    cells = select(sweep.cells(), where)
+    lines = [f"# {sweep.name}: {len(cells)} cells -> experiment {sweep.experiment!r}"]
+    for cell in cells:
+        values = " ".join(f"{k}={_label(v)}" for k, v in cell.values.items())
+        lines.append(f"{cell.index:4d}  {cell.key}  {cell.name}  {values}")
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="harness sweep", description="Run a sweep grid (sweeps/*.yaml) locally or on Slurm.")
+    p.add_argument("file", help="sweep YAML: base config + grid")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override applied to every cell (repeatable)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--list", action="store_true", help="print the cells (index, key, overrides)")
+    mode.add_argument("--index", type=int, help="run one cell (default: $SLURM_ARRAY_TASK_ID)")
+    mode.add_argument("--local", action="store_true", help="run every unfinished cell on this machine")
+    mode.add_argument("--submit", action="store_true", help="create experiment + parent run, sbatch the array")
+    mode.add_argument("--finalize", action="store_true", help="close the parent run, log the cells table")
+    p.add_argument("-j", "--jobs", type=int, default=1, help="--local: processes at once")
+    p.add_argument("--max-parallel", type=int, help="--submit: array tasks at once (%%N)")
+    p.add_argument("--sbatch-arg", action="append", default=[], metavar="ARG",
+                   help="--submit: extra sbatch argument for the array, e.g. --sbatch-arg=--gres=gpu:1 "
+                        "(also from $HARNESS_SBATCH_ARGS)")
+    p.add_argument("--logs", help="folder for per-cell logs (default results/sweeps/<name>)")
+    p.add_argument("--where", action="append", default=[], metavar="AXIS=LABEL[,LABEL]",
+                   help="--local / --list: only the cells with these axis labels, e.g. --where dataset=ml-1m --where seed=1,2")
+    p.add_argument("--archive", metavar="DIR", help="--local / --index: record cells in the archive DIR/<sweep name>/ "
+                                                    "instead of MLflow (see harness archive import)")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    sweep = load_sweep(args.file, args.overrides)
+    if args.index is None and not (args.list or args.local or args.submit or args.finalize):
+        if "SLURM_ARRAY_TASK_ID" not in os.environ:
+            print(list_cells(sweep))
+            return 0
+        args.index = int(os.environ["SLURM_ARRAY_TASK_ID"])
+    if args.list:
+        print(list_cells(sweep, args.where))
+        return 0
+    if args.index is not None:
+        return run_cell(sweep, args.index, archive_dir=args.archive)
+    if args.finalize:
+        counts = finalize(sweep, context_from_env(sweep))
+        return 0 if counts.get("FINISHED", 0) == len(sweep.cells()) else 1
+    check_names(sweep.cells())
+    if args.local and args.archive:
+        return run_archive(sweep, args.archive, max(1, args.jobs), args.logs, args.where)
+    if args.local:
+        return run_local(sweep, max(1, args.jobs), args.logs, args.where)
+    extra = shlex.split(os.environ.get("HARNESS_SBATCH_ARGS", "")) + args.sbatch_arg
+    submit(sweep, extra, args.max_parallel, args.logs)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
