@@ -24,10 +24,12 @@ def rows(path: Path) -> list[dict]:
 def plot_encode(lines: list[dict], out: Path) -> None:
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.4))
     n = [r["items_catalogue"] for r in lines]
-    ax1.plot(n, [r["encode_s_per_item"] * 1e3 for r in lines], "o-")
+    timed = [r for r in lines if r["encode_s_per_item"]]
+    ax1.plot([r["items_catalogue"] for r in timed], [r["encode_s_per_item"] * 1e3 for r in timed], "o-")
     for r in lines:
-        if not r["finished"]:
-            ax1.annotate(f"partial: {r['items']:,} items", (r["items_catalogue"], r["encode_s_per_item"] * 1e3), fontsize=8)
+        if not r["encode_s_per_item"]:
+            ax1.axvline(r["items_catalogue"], ls=":", c="gray")
+            ax1.annotate(f"{r['items_catalogue']:,}: no chunk done\nin {r['wall_s']:.0f} s (planning)", (r["items_catalogue"], 0.5), fontsize=7, ha="right")
     ax1.set(xscale="log", xlabel="catalogue items", ylabel="encode ms / item", title="tiny-bert, CPU: time per item")
     ax1.set_ylim(bottom=0)
     ax2.plot(n, [r["peak_rss_mb"] for r in lines], "o-", label="process peak RSS")
@@ -45,7 +47,7 @@ def plot_recsys(lines: list[dict], out: Path) -> None:
     for stage in ("load_build", "load_cached", "kcore5", "split", "store", "samples"):
         axes[0].plot(x, [r["stages"][stage]["cpu_s"] / r["interactions"] * 1e6 for r in lines], "o-", label=stage)
     axes[0].set(ylabel="CPU s per 1M interactions", title="data stages (flat = linear)")
-    axes[1].plot(x, [r["train_cpu_s_per_target"] / r["items"] * 1e9 for r in lines], "o-", label="train (extrapolated epoch)")
+    axes[1].plot(x, [r["train_cpu_s_per_target"] / r["items"] * 1e9 for r in lines], "o-", label="train (measured batches)")
     axes[1].plot(x, [r["eval_cpu_s_per_target"] / r["items"] * 1e9 for r in lines], "o-", label="full-ranking eval")
     axes[1].set(ylabel="CPU ns per target per item", title="train / eval (full softmax: O(items) per target)")
     axes[2].plot(x, [r["peak_rss_mb"] for r in lines], "o-")
