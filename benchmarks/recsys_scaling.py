@@ -79,7 +79,7 @@ class Stages:
 
 
 def _config(folder: Path, args: argparse.Namespace):
-    return load(overrides=[f"dataset.name=synthetic", f"dataset.data_dir={folder}", "dataset.max_len=50",
+    return load(overrides=["dataset.name=synthetic", f"dataset.data_dir={folder}", "dataset.max_len=50",
                            "model.name=sasrec", "model.dim=32", f"train.batch_size={args.batch_size}",
                            f"train.eval_batch_size={args.eval_batch_size}", "train.device=cpu"])
 
