@@ -62,16 +62,13 @@ def causal_windows(train_lengths: np.ndarray, max_len: int) -> tuple[np.ndarray,
     with ``size <= max_len + 1``. Windows are cut from the end, so the most recent one is full
     and every training target ``seq[1 .. n-1]`` is predicted exactly once.
     """
-    users, starts, sizes = [], [], []
-    for user, n in enumerate(np.asarray(train_lengths, dtype=np.int64)):
-        end = int(n)
-        while end >= 2:
-            start = max(0, end - max_len - 1)
-            users.append(user)
-            starts.append(start)
-            sizes.append(end - start)
-            end = start + 1
-    return tuple(np.array(a, dtype=np.int64) for a in (users, starts, sizes))
+    n = np.asarray(train_lengths, dtype=np.int64)
+    count = np.where(n >= 2, -(-(n - 1) // max_len), 0)  # windows per user (each covers max_len targets)
+    users = np.repeat(np.arange(len(n), dtype=np.int64), count)
+    k = np.arange(int(count.sum()), dtype=np.int64) - np.repeat(np.cumsum(count) - count, count)  # 0 = most recent
+    ends = n[users] - k * max_len
+    starts = np.maximum(0, ends - max_len - 1)
+    return users, starts, ends - starts
 
 
 def prefix_targets(train_lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

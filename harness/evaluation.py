@@ -42,6 +42,7 @@ METRICS: tuple[str, ...] = ("hr", "mrr", "ndcg")
 TIES: tuple[str, ...] = ("expected", "pessimistic", "optimistic")
 AVERAGES: tuple[str, ...] = ("targets", "users")
 PROTOCOL_AVERAGE = {"paper": "targets", "leave-one-out": "users", "predefined": "users"}  # predefined: as RecBole
+SCORE_BUDGET = 1 << 26  # scores per evaluation chunk (256 MB float32): chunks shrink as the catalogue grows
 
 
 def metric_names(ks: Iterable[int] = KS) -> list[str]:
@@ -200,9 +201,12 @@ def evaluate(
     """Rank the item at ``seq[u][p]`` for every (u, p) given the history before it; metrics by name
     (and, with ``return_ranks``, the per-target rank counts of :meth:`RankingAccumulator.ranks`)."""
     acc = RankingAccumulator(ks, ties)
-    chunks = range(0, len(users), batch_size)
-    for lo in tqdm(chunks, desc="eval", leave=False, disable=not progress or len(chunks) < 8, mininterval=5):
-        u, p = users[lo : lo + batch_size], positions[lo : lo + batch_size]
+    # disable=None: no progress bar when not on a terminal (cell and Slurm logs stay readable)
+    bar = tqdm(total=len(users), desc="eval", unit="target", leave=False, mininterval=5,
+               disable=None if progress and len(users) >= 8 * batch_size else True)
+    lo, step = 0, 1  # the first chunk (one target) tells the catalogue size N; then chunks of <= SCORE_BUDGET scores
+    while lo < len(users):
+        u, p = users[lo : lo + step], positions[lo : lo + step]
         seq, lengths = store.histories(u, p, max_len)
         scores = score_fn(to_tensor(seq, device), to_tensor(lengths, device)).float()
         targets = to_tensor(store.items_at(u, p), scores.device)
@@ -210,6 +214,9 @@ def evaluate(
             rows, items = store.seen(u, p)
             scores = mask_seen(scores, targets, to_tensor(rows, scores.device), to_tensor(items, scores.device))
         acc.add(scores, targets, u)
+        bar.update(len(u))
+        lo, step = lo + len(u), max(1, min(batch_size, SCORE_BUDGET // max(scores.shape[1], 1)))
+    bar.close()
     return (acc.result(average), acc.ranks()) if return_ranks else acc.result(average)
 
 

@@ -34,7 +34,7 @@ def test_stats_match_table1(name):
 
 
 def test_registry_lists_all_six():
-    assert list_datasets() == ["amazon-beauty", "amazon-clothing", "amazon-sports", "amazon-toys", "ml-100k", "ml-1m"]
+    assert list_datasets() == ["amazon-beauty", "amazon-clothing", "amazon-sports", "amazon-toys", "ml-100k", "ml-1m", "synthetic"]  # six real + the generated one
     assert list_datasets("amazon-*") == ["amazon-beauty", "amazon-clothing", "amazon-sports", "amazon-toys"]
 
 

@@ -135,6 +135,20 @@ def test_results_do_not_depend_on_batch_size(mask):
     assert set(runs[0]) == set(metric_names())
 
 
+def test_score_budget_caps_the_chunk_without_changing_results(monkeypatch):
+    """Large catalogues: a chunk holds at most SCORE_BUDGET scores (here 3 targets of 25 items)."""
+    import harness.evaluation as ev
+
+    store, n = _toy_store(), 25
+    users = np.repeat(np.arange(len(store)), store.lengths - 1)
+    positions = np.concatenate([np.arange(1, m) for m in store.lengths])
+    score, rows = _integer_scorer(n), []
+    full = evaluate(score, store, users, positions, max_len=5, batch_size=64)
+    monkeypatch.setattr(ev, "SCORE_BUDGET", 3 * n + 1)
+    capped = evaluate(lambda s, lens: rows.append(len(s)) or score(s, lens), store, users, positions, max_len=5, batch_size=64)
+    assert capped == full and max(rows) == 3 and sum(rows) == len(users)
+
+
 def test_mask_history_removes_seen_items_but_not_the_target():
     store = SequenceStore([np.array([0, 1, 2, 3]), np.array([4, 1, 4])])
     prefer_low = lambda seq, lengths: -torch.arange(6.0).expand(len(seq), -1)

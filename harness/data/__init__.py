@@ -2,6 +2,7 @@
 
 from harness.data import amazon as _amazon  # noqa: F401  (registers the Amazon datasets)
 from harness.data import movielens as _movielens  # noqa: F401  (registers the MovieLens datasets)
+from harness.data import synthetic as _synthetic  # noqa: F401  (registers the synthetic cost-curve dataset)
 from harness.data.errors import ChecksumError, DataError, DataFormatError, MissingDataError, UnknownDatasetError
 from harness.data.fetch import fetch_dataset
 from harness.data.loading import DatasetNoteWarning, load_dataset
