@@ -15,6 +15,11 @@ import json
 import time
 from pathlib import Path
 
+from harness import encode as encode_job
+from harness import report as reports
+from harness import sweep as sweep_runner
+from harness.data import dataset_stats, load_dataset
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_SWEEP = REPO / "sweeps" / "demo.yaml"
 
@@ -33,8 +38,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def show_dataset(cells) -> list[tuple[str, str]]:
     """Print the statistics of each dataset the sweep uses; returns (dataset, encoder) pairs to encode."""
-    from harness.data import dataset_stats, load_dataset
-
     pairs = []
     for name in sorted({c.config.dataset.name for c in cells}):
         stats = dataset_stats(load_dataset(name))
@@ -46,23 +49,17 @@ def show_dataset(cells) -> list[tuple[str, str]]:
 
 def encode(pairs: list[tuple[str, str]]) -> None:
     """Encode through the encode job's own entry point (resumes / returns at once when cached)."""
-    from harness import encode as encode_job
-
     for dataset, encoder in pairs:
         print(f"[2/4] encoding {dataset} item texts with {encoder}", flush=True)
         encode_job.main(["--encoder", encoder, "--dataset", dataset, "--modality", "text", "--cpu"])
 
 
 def train(sweep, jobs: int, where: list[str]) -> int:
-    from harness import sweep as sweep_runner
-
     print(f"[3/4] training {len(sweep_runner.select(sweep.cells(), where))} cells of sweep {sweep.name!r}", flush=True)
     return sweep_runner.run_local(sweep, jobs=jobs, where=where)
 
 
 def report(sweep, out: Path) -> list[Path]:
-    from harness import report as reports
-
     print(f"[4/4] reports from MLflow experiment {sweep.experiment!r}", flush=True)
     files = reports.build("figure4", sweep.experiment, out=out)
     files += reports.build("table2", sweep.experiment, out=out)
@@ -71,8 +68,6 @@ def report(sweep, out: Path) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from harness import sweep as sweep_runner
-
     args = parse_args(argv)
     start = time.perf_counter()
     sweep = sweep_runner.load_sweep(args.sweep, args.overrides)

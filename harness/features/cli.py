@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from harness.data import load_dataset
 from harness.features.export import FORMATS, export_features
 from harness.features.layout import MODALITIES, feature_dir
 
@@ -35,8 +36,6 @@ def cached_modality(dataset: str, encoder: str, cache_dir: str | None) -> str:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from harness.data import load_dataset
-
     modality = args.modality or cached_modality(args.dataset, args.encoder, args.cache_dir)
     dataset = load_dataset(args.dataset, args.data_dir)
     out = Path(args.out or Path("exports") / args.dataset)
