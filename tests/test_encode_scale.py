@@ -171,8 +171,8 @@ def test_two_node_agents_give_the_one_process_cache(tmp_path):
         assert rc == 0, text[-5000:]
     one, two = _folder(tmp_path / "one", "ml-1m.first640"), _folder(tmp_path / "two", "ml-1m.first640")
     _same_cache(one, two)
-    writers = {p.name.split("-")[0] for p in finished_chunks(two / "shards").values()}
-    assert writers == {"0", "1"}  # chunks were dealt over both nodes' ranks
+    writers = {int(p.name.split("-")[0]) for p in finished_chunks(two / "shards").values()}
+    assert writers == {0, 1}  # chunks were dealt over both nodes' ranks
     log = "".join(text for _, text in results)
     assert "\r" not in log and "items (" in log and "all ranks)" in log  # progress for the whole job, plain lines in logs
 
@@ -184,7 +184,7 @@ def test_a_killed_rank_ends_the_job_in_bounded_time_and_a_rerun_resumes(tmp_path
     procs = _agents([*args, "--cache-dir", str(root)], _env(HARNESS_ENCODE_SLOW_S="0.3"))
     try:
         deadline = time.monotonic() + 240
-        while not [p for p in finished_chunks(shards).values() if p.name.startswith("1-")]:
+        while not [p for p in finished_chunks(shards).values() if int(p.name.split("-")[0]) == 1]:
             assert all(p.poll() is None for p in procs), "the job ended before a rank could be killed"
             assert time.monotonic() < deadline, "rank 1 wrote no shard in time"
             time.sleep(0.05)
