@@ -212,3 +212,22 @@ def test_a_killed_rank_ends_the_job_in_bounded_time_and_a_rerun_resumes(tmp_path
     assert main([*args, "--cache-dir", str(tmp_path / "clean")]) == 0
     _same_cache(_folder(root, "ml-1m.first640"), _folder(tmp_path / "clean", "ml-1m.first640"))
     print(f"survivor exited {took:.1f}s after the kill; {done} of 10 shards kept")
+
+
+# ----------------------------------------------------------------------------- trust_remote_code
+
+
+def test_remote_code_encoder_fails_alone_and_the_config_key_is_off_by_default(tmp_path):
+    from harness import config as C
+    from harness.encoding import EncodeOptions, encode_many
+
+    cfg = C.load(overrides=["features.text_encoder=chatglm3-6b"])
+    assert cfg.features.trust_remote_code is False
+    on = C.load(overrides=["features.text_encoder=chatglm3-6b", "features.trust_remote_code=true"])
+    assert on.features.trust_remote_code is True and C.cell_key(on) == C.cell_key(cfg)  # a permission, not identity
+
+    cache = str(tmp_path)
+    outcomes = encode_many([("ml-100k", None, EncodeOptions("chatglm3-6b", cache_dir=cache, cpu=True, limit=16)),
+                            ("ml-100k", None, EncodeOptions("tiny-llama", cache_dir=cache, cpu=True, limit=16, progress=False))])
+    assert [o.state for o in outcomes] == ["failed", "encoded"]  # one failing encoder does not stop the next
+    assert "trust_remote_code" in outcomes[0].error and "--trust-remote-code" in outcomes[0].error
