@@ -34,6 +34,7 @@ class FeatureConfig:
     text_encoder: str | None = None  # e.g. "minilm-l6"; None = no text modality
     image_encoder: str | None = None  # e.g. "resnet50"; None = no image modality
     cache_dir: str | None = None  # default: $HARNESS_CACHE_DIR
+    trust_remote_code: bool = False  # allow remote-code checkpoints (e.g. chatglm3-6b) to run their own code
 
 
 @dataclass
@@ -264,7 +265,8 @@ def to_yaml(cfg: Config) -> str:
 
 
 # Keys that describe where/how a run is recorded, not what it computes.
-_NOT_IDENTITY = ("tracking.", "dataset.data_dir", "features.cache_dir", "train.device", "train.threads")
+_NOT_IDENTITY = ("tracking.", "dataset.data_dir", "features.cache_dir", "features.trust_remote_code", "train.device",
+                 "train.threads")
 
 
 def cell_key(cfg: Config) -> str:

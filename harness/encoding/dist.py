@@ -15,6 +15,29 @@ from harness.encoding.options import EncodeOptions
 from harness.features.manifest import PlanMismatch
 
 
+class RankFailed(RuntimeError):
+    """A collective failed or timed out: another rank of the job died or stopped responding."""
+
+
+class NoGPU(RuntimeError):
+    """A multi-process GPU launch on a node with fewer GPUs than processes (and no ``--cpu``)."""
+
+
+def check_gpus(cpu: bool) -> None:
+    """Before anything starts: a launcher that put more processes on this node than it has GPUs (a
+    MULTI_GPU config on a CPU machine) gets one clear error from the node's first process; the others
+    exit quietly (raising ``NoGPU`` with an empty message)."""
+    per_node = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    if cpu or per_node <= 1 or torch.cuda.device_count() >= per_node:
+        return
+    if os.environ.get("LOCAL_RANK", "0") != "0":
+        raise NoGPU("")
+    raise NoGPU(f"encode: {socket.gethostname()} has {torch.cuda.device_count()} CUDA GPU(s) but the launcher started "
+                f"{per_node} processes on it (one per GPU is meant: accelerate_config.yaml is MULTI_GPU). "
+                "Pass --num_processes <number of GPUs> to accelerate launch (slurm/encode.sh does), "
+                "or add --cpu to run the processes on CPU (gloo).")
+
+
 def shard(n_items: int, rank: int, world_size: int) -> range:
     """The strided slice ``rank, rank + world_size, ...`` of ``range(n_items)`` that ``rank`` owns:
     disjoint, covering, sizes within one. Strided rather than contiguous because the chunks are
@@ -37,17 +60,29 @@ class Dist:
     rank: int
     world: int
     device: torch.device
+    timeout: float = 1800.0  # seconds a collective may wait for the other ranks
+
+    def _collective(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> None:
+        """Run one collective; a dead or stuck peer becomes one clear ``RankFailed`` on this rank."""
+        try:
+            fn(*args, **kwargs)
+        except Exception as exc:  # gloo: connection closed / timed out; NCCL: DistBackendError
+            first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+            raise RankFailed(
+                f"encode: rank {self.rank} of {self.world} on {socket.gethostname()}: the {what} collective failed "
+                f"({first}): another rank of this job died or did not answer within --collective-timeout "
+                f"{self.timeout:g}s. Finished shards are kept; rerun the same command to resume.") from exc
 
     def barrier(self) -> None:
         if self.world > 1:
-            torch.distributed.barrier()
+            self._collective("barrier", torch.distributed.barrier)
 
     def broadcast(self, obj: Any) -> Any:
         """``obj`` from rank 0 on every rank."""
         if self.world == 1:
             return obj
         box = [obj]
-        torch.distributed.broadcast_object_list(box, src=0)
+        self._collective("broadcast", torch.distributed.broadcast_object_list, box, src=0)
         return box[0]
 
     def gather(self, obj: Any) -> list[Any]:
@@ -55,7 +90,7 @@ class Dist:
         if self.world == 1:
             return [obj]
         out: list[Any] = [None] * self.world
-        torch.distributed.all_gather_object(out, obj)
+        self._collective("all-gather", torch.distributed.all_gather_object, out, obj)
         return out
 
     def max(self, value: int) -> int:
@@ -70,8 +105,9 @@ def start_distributed(opts: EncodeOptions, strategy: str) -> Dist:
         os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
                           MASTER_PORT=os.environ.get("MASTER_PORT", str(_free_port())))
     cpu = opts.cpu or not torch.cuda.is_available()
-    state = PartialState(cpu=cpu, timeout=datetime.timedelta(hours=6))
-    return Dist(rank=state.process_index, world=state.num_processes, device=torch.device(state.device))
+    state = PartialState(cpu=cpu, timeout=datetime.timedelta(seconds=opts.collective_timeout))
+    return Dist(rank=state.process_index, world=state.num_processes, device=torch.device(state.device),
+                timeout=opts.collective_timeout)
 
 
 def on_rank0(ctx: Dist, fn: Any) -> Any:

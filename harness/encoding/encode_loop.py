@@ -9,13 +9,13 @@ import time
 from typing import Any
 
 import torch
-from tqdm import tqdm
 
 from harness.encoding.dist import Dist, shard
 from harness.encoding.loader import BatchSource, batch_loader, drop_nonfinite, encode_inputs
 from harness.encoding.lock import WRITERS_NAME, FolderLock
 from harness.encoding.options import EncodeOptions
 from harness.encoding.plan import Job, pad_for_zero3, plan_batches
+from harness.encoding.progress import Progress
 from harness.encoding.writer import ChunkWriter
 
 
@@ -34,15 +34,17 @@ def _preprocess_fn(encoder: Any) -> Any:
 
 def encode_pending(job: Job, encoder: Any, pending: list[int], opts: EncodeOptions, ctx: Dist) -> dict:
     """Encode this rank's share of the pending chunks, one atomic shard per finished chunk."""
-    batches = plan_batches(job, [pending[k] for k in shard(len(pending), ctx.rank, ctx.world)])
+    mine = [pending[k] for k in shard(len(pending), ctx.rank, ctx.world)]
+    batches = plan_batches(job, mine)
     if job.strategy == "zero3":
         batches = pad_for_zero3(batches, ctx)
     source = BatchSource(job.raws, batches, _preprocess_fn(encoder), job.plan["modality"])
     workers = _num_workers(opts, ctx.device, int(os.environ.get("LOCAL_WORLD_SIZE", ctx.world)))
     loader = batch_loader(source, workers, pin_memory=ctx.device.type == "cuda")
     writer = ChunkWriter(job.folder / "shards", ctx.rank, batches)
-    total = sum(len(b.items) for b in batches if not b.dummy)
-    bar = tqdm(total=total, unit="item", desc=f"encode rank 0/{ctx.world}", disable=ctx.rank != 0 or not opts.progress)
+    progress = Progress(job.folder / "shards", {c: len(job.chunks[c]) for c in pending}, set(mine), ctx.world,
+                        enabled=ctx.rank == 0 and opts.progress)
+    slow = float(os.environ.get("HARNESS_ENCODE_SLOW_S", "0"))  # test hook: seconds added per batch
     start = time.perf_counter()
     # shared writer lock while this rank writes (released before the final collective, so a rank stuck
     # there after its rank 0 died never holds up the next job)
@@ -51,8 +53,10 @@ def encode_pending(job: Job, encoder: Any, pending: list[int], opts: EncodeOptio
             feats = encode_inputs(encoder.encode, inputs, len(batch.items), keep, job.info.dim)
             if not batch.dummy:
                 writer.add(batch, feats, drop_nonfinite(batch.items, feats, failures))
-                bar.update(len(batch.items))
-    bar.close()
+                progress.update(len(batch.items))
+            if slow:
+                time.sleep(slow)
+    progress.close()
     return {**writer.totals, "seconds": time.perf_counter() - start, "rank": ctx.rank, **peak_memory(ctx.device)}
 
 

@@ -13,11 +13,13 @@ from harness.encoding.job import encode_dataset
 from harness.features.cache import CacheMissing, Features, load_features
 
 
-def ensure_features(dataset: Any, encoder: str, modality: str, cache_root: str | Path | None = None) -> Features:
+def ensure_features(dataset: Any, encoder: str, modality: str, cache_root: str | Path | None = None,
+                    trust_remote_code: bool = False) -> Features:
     """Load the cache, encoding in this process first (same code as the encode job) when it is missing,
-    or re-merging it from its shards when its merged files are damaged."""
+    or re-merging it from its shards when its merged files are damaged. ``trust_remote_code``
+    (config ``features.trust_remote_code``) lets remote-code checkpoints such as chatglm3-6b load."""
     try:
         return load_features(dataset, encoder, modality, cache_root)
     except CacheMissing:
-        encode_dataset(dataset, encoder, modality, cache_root=cache_root)
+        encode_dataset(dataset, encoder, modality, cache_root=cache_root, trust_remote_code=trust_remote_code)
         return load_features(dataset, encoder, modality, cache_root)

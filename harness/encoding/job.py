@@ -73,6 +73,11 @@ def finish(job: Job, pending: list[int], stats: dict, start: float, ctx: Dist) -
 
 def run(dataset: Any, opts: EncodeOptions) -> Path:
     """Encode ``dataset``'s items into the cache (resuming any finished shards); returns the folder."""
+    return run_job(dataset, opts)[0]
+
+
+def run_job(dataset: Any, opts: EncodeOptions) -> tuple[Path, str]:
+    """``run``, also saying what it did: ``complete`` (nothing to do) or ``encoded`` (encoded / merged now)."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from encoders import get_info  # ~4 s to import (measured): only a job that runs pays it
 
@@ -85,7 +90,7 @@ def run(dataset: Any, opts: EncodeOptions) -> Path:
         state = on_rank0(ctx, lambda: open_folder(job, opts, lock))
         if state == "complete":
             say_on_rank0(ctx, f"encode: {job.folder} is already complete")
-            return job.folder
+            return job.folder, "complete"
         start = time.perf_counter()  # the wall clock of this run's work (after the encoder loads, when it does)
         if state == "merge":
             job.plan["chunk_size"], job.plan["chunk_order"] = ctx.broadcast((job.plan["chunk_size"], job.plan.get("chunk_order")))
@@ -105,7 +110,7 @@ def run(dataset: Any, opts: EncodeOptions) -> Path:
     finally:
         lock.release()  # rank 0, after the last collective: every rank has stopped writing
     say_on_rank0(ctx, f"encode: wrote {job.folder}")
-    return job.folder
+    return job.folder, "encoded"
 
 
 def encode_dataset(dataset: Any, encoder: str, modality: str | None = None,

@@ -33,6 +33,7 @@ class EncodeOptions:
     random_weights: bool = False  # the real architecture with seeded random weights (throughput benchmarks)
     compile: bool = False  # torch.compile the encoder's repeated blocks (GPU, long jobs)
     progress: bool = True
+    collective_timeout: float = 1800.0  # seconds a collective waits for the other ranks (a dead rank ends the job)
 
 
 def check_choice(name: str, value: str | None, choices: tuple[str, ...]) -> None:
