@@ -96,45 +96,6 @@ def test_encode_sh_without_gpu_stops_before_launching(tmp_path):
     assert proc.stderr.count("\n") == 1 and "no GPU on" in proc.stderr and "--cpu" in proc.stderr
 
 
-def _fake(bin_dir: Path, name: str, body: str) -> None:
-    path = bin_dir / name
-    path.write_text(f"#!/usr/bin/env bash\n{body}\n")
-    path.chmod(0o755)
-
-
-def test_encode_sh_starts_one_launcher_per_node_with_c10d_on_the_first_node(tmp_path):
-    """The Slurm side of a multi-node job, as the script runs it: srun (recorded) starts one torchrun per node."""
-    _fake(tmp_path, "scontrol", 'echo gpu-a17; echo gpu-a18')
-    _fake(tmp_path, "srun", f'echo "$@" > {tmp_path}/srun.args')
-    env = _env(PATH=f"{tmp_path}:{os.environ['PATH']}", SLURM_JOB_ID="42", SLURM_JOB_NUM_NODES="2",
-               SLURM_JOB_NODELIST="gpu-a[17-18]", SLURM_GPUS_ON_NODE="4")
-    proc = subprocess.run(["bash", "slurm/encode.sh", "--encoder", "llama-7b", "--dataset", "ml-1m"], cwd=REPO,
-                          env=env, capture_output=True, text=True, timeout=30)
-    assert proc.returncode == 0, proc.stderr
-    args = (tmp_path / "srun.args").read_text().split()
-    assert args[:5] == ["--nodes", "2", "--ntasks-per-node", "1", "--kill-on-bad-exit=1"]
-    launch = " ".join(args[5:])
-    assert "-m torch.distributed.run --nnodes 2 --nproc_per_node 4 --rdzv_backend c10d" in launch
-    assert "--rdzv_endpoint gpu-a17:29500 --rdzv_id encode-42 harness/encode.py --encoder llama-7b --dataset ml-1m" in launch
-
-
-# ----------------------------------------------------------------------------- slurm/sweep.sh arguments
-
-
-def test_sweep_sh_default_sweep_and_wrong_argument(tmp_path):
-    _fake(tmp_path, "harness", f'echo "$@" > {tmp_path}/harness.args')
-    env = _env(PATH=f"{tmp_path}:{os.environ['PATH']}", SLURM_JOB_ID="7")  # as inside the sbatch job
-    proc = subprocess.run(["bash", "slurm/sweep.sh"], cwd=REPO, env=env, capture_output=True, text=True, timeout=30)
-    assert proc.returncode == 0, proc.stderr
-    assert (tmp_path / "harness.args").read_text().split() == ["sweep", "sweeps/figure4.yaml", "--submit"]
-
-    start = time.monotonic()
-    proc = subprocess.run(["bash", "slurm/sweep.sh", "sweeps/figure-4.yaml"], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=30)
-    assert proc.returncode == 2 and "sweep file 'sweeps/figure-4.yaml' not found" in proc.stderr
-    assert time.monotonic() - start < 5
-
-
 # ----------------------------------------------------------------------------- B, C: two node agents
 
 

@@ -231,3 +231,25 @@ def test_local_checkpoint_folders_are_encoders_in_sweeps_and_train(tmp_path):
     run(cfg, log)
     assert log.tags["harness.encoder.text"] == folder
     assert dict((k, v) for k, v, _ in log.metrics)["encoder.text.params"] == 22713216  # MiniLM-L6, read from its folder
+
+
+def test_an_encoder_that_cannot_load_fails_only_its_own_cells(tmp_path, session_cache):
+    """chatglm3-6b needs remote code: without ``features.trust_remote_code`` its encode is reported and its cell
+    fails, while the ID cell of the same sweep still runs to the end (it used to abort the whole submission)."""
+    import os
+    import subprocess
+    import sys
+
+    path = write(tmp_path, {"name": "remote", "base": {"dataset": {"name": "ml-100k", "protocol": "leave-one-out", "max_len": 10},
+                                                       "model": {"dim": 8, "layers": 1, "items": "frozen"},
+                                                       "train": {"epochs": 1, "device": "cpu", "valid_targets": 200}},
+                            "grid": {"method": {"id": {"model.items": "id"},
+                                                "glm": {"features.text_encoder": "chatglm3-6b"}}}})
+    env = {**os.environ, "TQDM_DISABLE": "1", "HARNESS_CACHE_DIR": str(session_cache)}
+    cmd = [sys.executable, "-m", "harness.sweep", str(path), "--local", "--archive", str(tmp_path / "arc"), "-j", "1",
+           "--logs", str(tmp_path / "logs")]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode != 0  # one cell failed
+    assert "chatglm3-6b" in done.stdout and "FAILED" in done.stdout and "trust_remote_code" in done.stdout + done.stderr
+    cells = {c.name: c.key for c in S.load_sweep(path).cells()}
+    assert S.archived_keys(tmp_path / "arc" / "remote") == {cells["method=id"]}

@@ -11,24 +11,28 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from harness.data import load_dataset
-from harness.encoding import ensure_features
 from harness.data.paths import cache_root
+from harness.encoding import EncodeOptions, encode_many, summary
 from harness.sweep.cell import archive_folder, archived_keys
 from harness.sweep.grid import Cell, Sweep, select
 from harness.sweep.tracking import Context, finalize, finished, pending, prepare
 
 
 def pre_encode(cells: list[Cell]) -> None:
-    """Encode every (dataset, encoder, modality) the cells need, once, before they fan out."""
-    needs = sorted({(c.config.dataset.name, c.config.dataset.data_dir or "", enc, mod, c.config.features.cache_dir or "")
+    """Encode every (dataset, encoder, modality) the cells need, once, before they fan out. A target that cannot be
+    encoded (a remote-code checkpoint without ``features.trust_remote_code``, a dataset without images ...) is
+    reported here and fails only its own cells, not the whole sweep."""
+    needs = sorted({(c.config.dataset.name, c.config.dataset.data_dir or "", enc, mod, c.config.features.cache_dir or "",
+                     c.config.features.trust_remote_code)
                     for c in cells
                     for mod, enc in (("text", c.config.features.text_encoder), ("image", c.config.features.image_encoder))
                     if enc})
     if not needs:
         return
-    for name, data_dir, encoder, modality, cache in tqdm(needs, desc="features"):
-        ensure_features(load_dataset(name, data_dir or None), encoder, modality, cache or None)
+    outcomes = encode_many((name, data_dir or None, EncodeOptions(encoder, modality=modality, cache_dir=cache or None,
+                                                                   trust_remote_code=trust))
+                           for name, data_dir, encoder, modality, cache, trust in needs)
+    print(summary(outcomes), flush=True)
 
 
 def task_env(ctx: Context | None, threads: int | None = None) -> dict[str, str]:
