@@ -108,7 +108,20 @@ def _agents(args: list[str], env: dict) -> list[subprocess.Popen]:
                "--rdzv_backend", "c10d", "--rdzv_endpoint", endpoint, "--rdzv_id", run_id, "harness/encode.py", *args]
         procs.append(subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                       start_new_session=True))
+        if node == 0:  # node 0's agent hosts the rendezvous store, as the first node of a Slurm job does
+            _wait_listening(endpoint, procs[0])
     return procs
+
+
+def _wait_listening(endpoint: str, agent: subprocess.Popen, timeout: float = 120) -> None:
+    host, port = endpoint.split(":")
+    deadline = time.monotonic() + timeout
+    while agent.poll() is None and time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex((host, int(port))) == 0:
+                return
+        time.sleep(0.1)
+    raise AssertionError(f"node 0's agent is not serving the rendezvous store on {endpoint}")
 
 
 def _finish(procs: list[subprocess.Popen], timeout: float = 300) -> list[tuple[int, str]]:
@@ -145,14 +158,16 @@ def test_a_killed_rank_ends_the_job_in_bounded_time_and_a_rerun_resumes(tmp_path
     procs = _agents([*args, "--cache-dir", str(root)], _env(HARNESS_ENCODE_SLOW_S="0.3"))
     try:
         deadline = time.monotonic() + 240
-        while not [p for p in finished_chunks(shards).values() if int(p.name.split("-")[0]) == 1]:
-            assert all(p.poll() is None for p in procs), "the job ended before a rank could be killed"
-            assert time.monotonic() < deadline, "rank 1 wrote no shard in time"
+        # the worker of node 1 (node 0's agent hosts the store; killing a worker leaves its agent's store up)
+        while not (workers := [c for c in psutil.Process(procs[1].pid).children(recursive=True)
+                               if "encode.py" in " ".join(c.cmdline()) and "RANK" in c.environ()]):
+            assert time.monotonic() < deadline, "node 1 started no worker in time"
             time.sleep(0.05)
-        # c10d hands out global ranks in rendezvous order: find the worker whose RANK is 1
-        workers = [c for p in procs for c in psutil.Process(p.pid).children(recursive=True)
-                   if "encode.py" in " ".join(c.cmdline()) and c.environ().get("RANK") == "1"]
-        assert workers, "no rank-1 worker found"
+        rank = int(workers[0].environ()["RANK"])
+        while not [p for p in finished_chunks(shards).values() if int(p.name.split("-")[0]) == rank]:
+            assert all(p.poll() is None for p in procs), "the job ended before a rank could be killed"
+            assert time.monotonic() < deadline, f"rank {rank} wrote no shard in time"
+            time.sleep(0.05)
         workers[0].send_signal(signal.SIGKILL)
         killed = time.monotonic()
         results = _finish(procs, timeout=120)
