@@ -154,3 +154,42 @@ def test_p5_datamaps_with_only_id2item_and_id2user_are_completed(tmp_path):
     _p5(tmp_path / "amazon-toys", ["id2item"])
     with pytest.raises(DataFormatError, match="missing both the 'user2id' and the 'id2user' map"):
         load_dataset("amazon-toys", tmp_path, use_cache=False)
+
+
+def test_a_recbole_folder_goes_from_files_to_a_sweep_without_python(tmp_path, session_cache):
+    """docs/DATA.md's recipe as typed: benchmark split files + an item file with titles, then a sweep
+    (ID and frozen tiny-bert text features) on ``dataset.protocol=predefined`` - no reader written."""
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    from harness.archive import load_record
+
+    rng = np.random.default_rng(0)
+    header = "user_id:token\titem_id:token\ttimestamp:float"
+    parts = {"train": [header], "valid": [header], "test": [header]}
+    for u in range(40):
+        items = rng.choice(30, size=8, replace=False)
+        for t, i in enumerate(items):
+            part = "test" if t == 7 else "valid" if t == 6 else "train"
+            parts[part].append(f"u{u}\ti{i}\t{t}")
+    for part, lines in parts.items():
+        _write(tmp_path / "data" / "shop" / f"shop.{part}.inter", lines)
+    _write(tmp_path / "data" / "shop" / "shop.item",
+           ["item_id:token\ttitle:token_seq"] + [f"i{i}\tproduct number {i} in colour {i % 4}" for i in range(30)])
+    sweep = tmp_path / "shop.yaml"
+    sweep.write_text(yaml.safe_dump({
+        "name": "shop",
+        "base": {"dataset": {"name": "shop", "data_dir": str(tmp_path / "data"), "protocol": "predefined", "max_len": 8},
+                 "features": {"text_encoder": "tiny-bert"},
+                 "model": {"dim": 8, "layers": 1}, "train": {"epochs": 1, "device": "cpu"}},
+        "grid": {"model.items": ["id", "frozen"]}}))
+    env = {**os.environ, "TQDM_DISABLE": "1", "HARNESS_CACHE_DIR": str(session_cache)}
+    done = subprocess.run([sys.executable, "-m", "harness.sweep", str(sweep), "--local", "--archive", str(tmp_path / "arc"),
+                           "--logs", str(tmp_path / "logs")], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    records = [r for p in sorted((tmp_path / "arc" / "shop").glob("*.json")) if "cell_key" in (r := load_record(p))]
+    assert len(records) == 2 and all(r["status"] == "FINISHED" for r in records)
+    assert all(r["ranks"]["test"]["n"] == 40 for r in records)  # one test target per user, exactly the test file's
