@@ -57,6 +57,14 @@ def bound_http_retries() -> None:
         os.environ.setdefault(key, value)
 
 
+def mlflow_errors() -> tuple[type[BaseException], ...]:
+    """What an unreachable or failing server raises (never a signal turned into an exception, e.g. SIGTERM)."""
+    import requests
+    from mlflow.exceptions import MlflowException
+
+    return MlflowException, requests.RequestException, OSError
+
+
 def write_files(folder: Path, artifacts: dict[str, Any]) -> None:
     """A :class:`MemoryLogger`'s artifacts as files: bytes as they are, text, dicts as JSON or YAML (by suffix)."""
     for name, data in artifacts.items():
@@ -91,11 +99,12 @@ class SpoolLogger(Logger):
         if not self.active:
             return
         bound_http_retries()
+        self.errors = mlflow_errors()
         try:
             self.mlflow = MLflowLogger(tracking, tags=tags)
             self.run_id = self.target["run_id"] = self.mlflow.run_id
             self.target["experiment_id"] = self.mlflow.experiment_id
-        except Exception as exc:  # noqa: BLE001 - any MLflow failure: spool instead
+        except self.errors as exc:
             self._degrade(exc)
 
     @property
@@ -131,7 +140,7 @@ class SpoolLogger(Logger):
             try:
                 remote(self.mlflow)
                 return
-            except Exception as exc:  # noqa: BLE001
+            except self.errors as exc:
                 self._degrade(exc)
                 return
         self._flush()
