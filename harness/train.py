@@ -37,7 +37,8 @@ from harness.kdsr.monitor import MONITOR_SEED
 from harness.models import build_model
 from harness import run_schema as schema
 from harness.run_schema import encoder_record, is_part_metric, machine_tags, part_metric, run_params, run_tags
-from harness.tracking import Logger, MLflowLogger
+from harness.archive.spool import SpoolLogger
+from harness.tracking import Logger
 
 DEVICES = ("auto", "cpu", "cuda")  # train.device
 SAMPLES = ("windows", "prefixes")  # train.samples
@@ -382,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
     """CLI entry: resolve the config, open an MLflow run, train, print the final metrics as JSON."""
     args = parse_args(argv)
     cfg = load(args.config, args.overrides)
-    logger = MLflowLogger(cfg.tracking)
+    logger = SpoolLogger(cfg.tracking)  # spool hook (h7): an MLflow outage keeps the run in the local spool
     try:
         final = run(cfg, logger)
     except BaseException as exc:

@@ -117,6 +117,19 @@ def start_mlflow(folder: Path, env: dict[str, str], name: str = "mlflow", admin_
     return _STARTED[name]  # type: ignore[return-value]
 
 
+def pause_mlflow(name: str) -> None:
+    """Stop server ``name`` (by its PID) but keep its folder and port, for :func:`resume_mlflow` (outage tests)."""
+    server = _STARTED[name]
+    _script("mlflow_down.sh", {**os.environ, "MLF_DIR": str(server.dir)}, timeout=60)
+
+
+def resume_mlflow(name: str, env: dict[str, str]) -> None:
+    """Start server ``name`` again on its folder (same sqlite store and artifacts) and port."""
+    server = _STARTED[name]
+    port = server.url.rsplit(":", 1)[1]
+    _script("mlflow_up.sh", {**env, "MLF_DIR": str(server.dir), "MLF_PORT": port, "MLF_WORKERS": "1"}, timeout=300)
+
+
 def stop_mlflow(name: str = "mlflow") -> None:
     server = _STARTED.pop(name, None)
     if server is not None:

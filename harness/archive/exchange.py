@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -92,7 +93,6 @@ def import_archive(path: str | Path | Iterable[str | Path], experiment: str | No
     Returns the new run ids.
     """
     from mlflow import MlflowClient
-    from mlflow.entities import Metric, Param
 
     archive = Archive(path)
     experiment = experiment or archive.experiment()
@@ -115,21 +115,8 @@ def import_archive(path: str | Path | Iterable[str | Path], experiment: str | No
     created = []
     with tempfile.TemporaryDirectory() as tmp:
         for rec in reversed(todo):  # oldest first
-            tags = {k: v for k, v in rec["tags"].items() if k not in (schema.TAG_PARENT, schema.TAG_RUN_NAME)}
-            if parent_id:
-                tags[schema.TAG_PARENT] = parent_id
-            run_id = client.create_run(exp_id, start_time=rec.get("start_time"), tags=tags, run_name=rec.get("run_name")).info.run_id
-            params = [Param(k, v) for k, v in sorted(rec["params"].items())]
-            for lo in range(0, len(params), 100):
-                client.log_batch(run_id, params=params[lo : lo + 100])
-            t0 = rec.get("start_time") or now_ms()
-            metrics, seen = [], set()
-            for key, points in sorted(rec["history"].items()):
-                metrics += [Metric(key, float(v), t0 + i, int(s)) for i, (s, v) in enumerate(points)]
-                seen.add(key)
-            metrics += [Metric(k, float(v), t0, 0) for k, v in sorted(rec["metrics"].items()) if k not in seen]
-            for lo in range(0, len(metrics), 1000):
-                client.log_batch(run_id, metrics=metrics[lo : lo + 1000])
+            run_id = create_record_run(client, exp_id, rec, parent_id)
+            log_record_data(client, run_id, rec)
             for part, data in sorted(rec.get("ranks", {}).items()):
                 r = ranks_from_record(data)
                 client.log_artifact(run_id, str(save_ranks(Path(tmp) / f"{part}.npz", r["above"], r["tied"], r["digest"])), RANKS_DIR)
@@ -137,3 +124,41 @@ def import_archive(path: str | Path | Iterable[str | Path], experiment: str | No
             created.append(run_id)
     return created
 
+
+def record_tags(rec: dict, parent_id: str | None) -> dict[str, str]:
+    """A record's tags for a new MLflow run: its own, without the old parent and run name, under ``parent_id``."""
+    tags = {k: v for k, v in rec["tags"].items() if k not in (schema.TAG_PARENT, schema.TAG_RUN_NAME)}
+    if parent_id:
+        tags[schema.TAG_PARENT] = parent_id
+    return tags
+
+
+def create_record_run(client, exp_id: str, rec: dict, parent_id: str | None) -> str:
+    """A new RUNNING MLflow run for a record (its tags, name and start time); returns the run id."""
+    return client.create_run(exp_id, start_time=rec.get("start_time"), tags=record_tags(rec, parent_id),
+                             run_name=rec.get("run_name")).info.run_id
+
+
+def log_record_data(client, run_id: str, rec: dict, have_params=(), have_points: dict[str, Counter] | None = None) -> int:
+    """A record's params and metric points into ``run_id``, except what the run already has (``have_params``:
+    param names; ``have_points``: per MLflow key, a Counter of ``(step, value)`` already logged). Returns the
+    number of metric points logged."""
+    from mlflow.entities import Metric, Param
+
+    params = [Param(k, v) for k, v in sorted(rec["params"].items()) if k not in have_params]
+    for lo in range(0, len(params), 100):
+        client.log_batch(run_id, params=params[lo : lo + 100])
+    t0, have = rec.get("start_time") or now_ms(), {k: Counter(c) for k, c in (have_points or {}).items()}
+    metrics, seen = [], set()
+    for key, points in sorted(rec["history"].items()):
+        left = have.get(key, Counter())
+        for s, v in points:
+            if left[(int(s), float(v))] > 0:
+                left[(int(s), float(v))] -= 1
+            else:
+                metrics.append(Metric(key, float(v), t0 + len(metrics), int(s)))
+        seen.add(key)
+    metrics += [Metric(k, float(v), t0, 0) for k, v in sorted(rec["metrics"].items()) if k not in seen and not have.get(k)]
+    for lo in range(0, len(metrics), 1000):
+        client.log_batch(run_id, metrics=metrics[lo : lo + 1000])
+    return len(metrics)

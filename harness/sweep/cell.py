@@ -13,8 +13,10 @@ from harness import archive
 from harness import config as C
 from harness import run_schema as schema
 from harness.sweep.grid import Cell, Sweep
-from harness.sweep.tracking import Context, context_from_env, init_store, sweep_tags
+from harness.sweep.tracking import Context, context_from_env, sweep_tags
 from harness.tracking import MLflowLogger
+from harness.archive.spool import SpoolLogger  # spool hook (h7): MLflow outages
+from harness.sweep.sync import finished_if_reachable  # spool hook (h7)
 
 
 def cell_tags(sweep: Sweep, cell: Cell) -> dict[str, str]:
@@ -102,7 +104,7 @@ def run_cell(sweep: Sweep, index: int, ctx: Context | None = None, archive_dir: 
         with _sigterm_raises():
             return _train(train.run, cell.config, archive.ArchiveLogger(folder, cell_tags(sweep, cell), cell.name))
     ctx = ctx or context_from_env(sweep)
-    if cell.key in schema.finished_keys(init_store(ctx.uri), ctx.experiment_id):
+    if cell.key in finished_if_reachable(ctx):
         print(f"cell {index} [{cell.name}] key {cell.key} already FINISHED; skipped", flush=True)
         return 0
     print(f"cell {index} [{cell.name}] key {cell.key}", flush=True)
@@ -114,4 +116,4 @@ def run_cell(sweep: Sweep, index: int, ctx: Context | None = None, archive_dir: 
             logger = MLflowLogger(cfg.tracking, tags=schema.failed_cell_tags(cell.key, sweep.name))
             logger.finish("FAILED", traceback.format_exc())
             raise
-        return _train(train.run, cfg, MLflowLogger(cfg.tracking, tags=tags))
+        return _train(train.run, cfg, SpoolLogger(cfg.tracking, tags=tags))

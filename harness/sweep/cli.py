@@ -1,4 +1,5 @@
-"""``harness sweep FILE [--list | --index N | --local | --submit | --finalize]``: the command line of the runner."""
+"""``harness sweep FILE [--list | --index N | --local | --submit | --finalize]`` and ``harness sweep sync FILE``: the
+command line of the runner."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from harness.sweep.cell import run_cell
 from harness.sweep.grid import Sweep, _label, check_names, load_sweep, select
 from harness.sweep.local import run_archive, run_local
 from harness.sweep.slurm import submit
+from harness.sweep.sync import main as sync_main
 from harness.sweep.tracking import context_from_env, finalize
 
 
@@ -49,6 +51,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["sync"]:  # `harness sweep sync FILE|DIR`: upload the spool
+        return sync_main(argv[1:])
     args = parse_args(argv)
     sweep = load_sweep(args.file, args.overrides)
     if args.index is None and not (args.list or args.local or args.submit or args.finalize):

@@ -15,6 +15,7 @@ from harness.data.paths import cache_root
 from harness.encoding import EncodeOptions, encode_many, summary
 from harness.sweep.cell import archive_folder, archived_keys
 from harness.sweep.grid import Cell, Sweep, select
+from harness.sweep.sync import sync_sweep
 from harness.sweep.tracking import Context, finalize, finished, pending, prepare
 
 
@@ -84,6 +85,7 @@ def _fan_out(sweep: Sweep, todo: list[Cell], jobs: int, env: dict[str, str], log
 def run_local(sweep: Sweep, jobs: int = 1, logs: str | Path | None = None, where: list[str] | None = None) -> int:
     """Every unfinished cell on this machine, ``jobs`` processes at a time; 0 when all cells FINISHED."""
     ctx = prepare(sweep)
+    sync_sweep(sweep)  # runs an earlier outage left in the spool, before deciding what is pending
     chosen = {c.key for c in select(sweep.cells(), where)}
     todo = [c for c in pending(sweep, ctx) if c.key in chosen]
     print(f"{sweep.name}: {len(chosen)} cells, {len(todo)} to run, {jobs} at a time", flush=True)
