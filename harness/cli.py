@@ -9,6 +9,7 @@ COMMANDS = {
     "data": ("harness.data.cli", "dataset statistics and checks"),
     "encoders": ("encoders.cli", "list registered encoders"),
     "encode": ("harness.encode", "encode an item catalogue into the feature cache"),
+    "encode-node": ("harness.encoding.node_launch", "one node's torchrun launcher of a multi-node encode (slurm/encode.sh)"),
     "features": ("harness.features.cli", "export cached features: parquet, hf, recbole, mmrec"),
     "train": ("harness.train", "train one recommender (optionally with KDSR)"),
     "sweep": ("harness.sweep", "run a sweep grid locally or as a Slurm array"),
@@ -20,7 +21,7 @@ COMMANDS = {
 
 def usage() -> str:
     lines = ["usage: harness COMMAND [ARGS...]", "", "commands:"]
-    lines += [f"  {name:<10}{help_}" for name, (_, help_) in COMMANDS.items()]
+    lines += [f"  {name:<12}{help_}" for name, (_, help_) in COMMANDS.items()]
     return "\n".join(lines)
 
 

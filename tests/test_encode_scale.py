@@ -86,14 +86,16 @@ def test_multi_gpu_launch_without_gpus_is_one_clear_error(tmp_path):
     print(f"one clear error in {time.monotonic() - start:.1f}s")
 
 
-def test_encode_sh_without_gpu_stops_before_launching(tmp_path):
-    env = _env(PATH=f"{tmp_path}:/usr/bin:/bin")  # no nvidia-smi, no Slurm
+def test_node_launcher_without_gpu_stops_before_launching(tmp_path):
+    """slurm/encode.sh's launcher (``harness encode-node``) on a node without GPUs: one clear line, nothing started."""
+    env = _env(CUDA_VISIBLE_DEVICES="")
     for key in ("SLURM_JOB_ID", "SLURM_GPUS_ON_NODE", "SLURM_JOB_NUM_NODES", "SLURM_JOB_NODELIST"):
         env.pop(key, None)
-    proc = subprocess.run(["bash", "slurm/encode.sh", "--encoder", "llama-7b"], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=30)
+    proc = subprocess.run([PY, "-m", "harness.cli", "encode-node", "--encoder", "llama-7b", "--cache-dir", str(tmp_path)],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and proc.stdout == ""
     assert proc.stderr.count("\n") == 1 and "no GPU on" in proc.stderr and "--cpu" in proc.stderr
+    assert not any(tmp_path.iterdir())
 
 
 # ----------------------------------------------------------------------------- B, C: two node agents

@@ -57,4 +57,4 @@ def test_sweep_sh_with_a_wrong_argument_fails_in_its_first_seconds(slurm, tmp_pa
     log = (tmp_path / "logs" / f"{job}.out").read_text()
     assert record["JobState"] == "FAILED" and record["ExitCode"] == "2:0", record
     assert "sweep file 'sweeps/figure-4.yaml' not found" in log
-    assert record["RunTime"] <= "00:00:05", record["RunTime"]
+    assert record["RunTime"] <= "00:01:00", record["RunTime"]  # checked before any heavy import: seconds, not hours

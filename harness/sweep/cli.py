@@ -7,6 +7,7 @@ import argparse
 import os
 import shlex
 import sys
+from pathlib import Path
 
 from harness.sweep.cell import run_cell
 from harness.sweep.grid import Sweep, _label, check_names, load_sweep, select
@@ -14,6 +15,9 @@ from harness.sweep.local import run_archive, run_local
 from harness.sweep.slurm import submit
 from harness.sweep.sync import main as sync_main
 from harness.sweep.tracking import context_from_env, finalize
+
+
+DEFAULT_SWEEP = "sweeps/figure4.yaml"  # the paper's Figure 4 grid; relative to the repository root
 
 
 def list_cells(sweep: Sweep, where: list[str] | None = None) -> str:
@@ -28,7 +32,7 @@ def list_cells(sweep: Sweep, where: list[str] | None = None) -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="harness sweep", description="Run a sweep grid (sweeps/*.yaml) locally or on Slurm.")
-    p.add_argument("file", help="sweep YAML: base config + grid")
+    p.add_argument("file", nargs="?", default=DEFAULT_SWEEP, help=f"sweep YAML: base config + grid (default {DEFAULT_SWEEP})")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="config override applied to every cell (repeatable)")
     mode = p.add_mutually_exclusive_group()
@@ -55,6 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["sync"]:  # `harness sweep sync FILE|DIR`: upload the spool
         return sync_main(argv[1:])
     args = parse_args(argv)
+    if not Path(args.file).is_file():  # before any heavy import: a wrong argument fails in the first seconds
+        print(f"harness sweep: sweep file {args.file!r} not found (in {Path.cwd()}); "
+              f"usage: harness sweep [SWEEP.yaml] [--set key=value ...] [--list | --local | --submit ...]", file=sys.stderr)
+        return 2
     sweep = load_sweep(args.file, args.overrides)
     if args.index is None and not (args.list or args.local or args.submit or args.finalize):
         if "SLURM_ARRAY_TASK_ID" not in os.environ:
