@@ -9,8 +9,9 @@ import threading
 import traceback
 from pathlib import Path
 
-from harness import archive
+from harness import archive, checkpoint
 from harness import config as C
+from harness.data.paths import cache_root
 from harness import run_schema as schema
 from harness.sweep.grid import Cell, Sweep
 from harness.sweep.tracking import Context, context_from_env, init_store, sweep_tags
@@ -23,10 +24,17 @@ def cell_tags(sweep: Sweep, cell: Cell) -> dict[str, str]:
     return schema.cell_tags(cell.config, sweep.name, cell.index, cell.grids, cell.labels)
 
 
-def _cell_config(cell: Cell, ctx: Context) -> C.Config:
+def checkpoint_dir(sweep: Sweep, cell: Cell) -> Path:
+    """``<root>/<sweep>/<cell key>/``; root: the sweep's ``train.checkpoint_dir``, else ``<cache root>/checkpoints``."""
+    root = cell.config.train.checkpoint_dir or cache_root() / "checkpoints"
+    return Path(root).resolve() / sweep.name / cell.key
+
+
+def _cell_config(sweep: Sweep, cell: Cell, ctx: Context) -> C.Config:
     cfg = copy.deepcopy(cell.config)
     t = cfg.tracking
     t.uri, t.experiment_id, t.parent_run_id, t.run_name = ctx.uri, ctx.experiment_id, ctx.parent_run_id, cell.name
+    cfg.train.checkpoint_dir = str(checkpoint_dir(sweep, cell))
     return cfg
 
 
@@ -35,7 +43,11 @@ class _Terminated(Exception):
 
 
 def _on_sigterm(signum, frame):
-    raise _Terminated(f"terminated by signal {signum}")
+    def stop():
+        raise _Terminated(f"terminated by signal {signum}")
+
+    if not checkpoint.defer(stop):  # while an epoch is logged and checkpointed, at the end of that
+        stop()
 
 
 @contextlib.contextmanager
@@ -64,6 +76,7 @@ def _train(run, cfg: C.Config, logger) -> int:
         traceback.print_exc()
         return 1
     logger.finish("FINISHED")
+    checkpoint.remove(cfg.train.checkpoint_dir)
     shown = {k: round(v, 4) for k, v in (metrics or {}).items() if schema.is_part_metric(k, "test")}
     print(f"finished: {shown}", flush=True)
     return 0
@@ -99,14 +112,16 @@ def run_cell(sweep: Sweep, index: int, ctx: Context | None = None, archive_dir: 
             print(f"cell {index} [{cell.name}] key {cell.key} already in {folder}; skipped", flush=True)
             return 0
         print(f"cell {index} [{cell.name}] key {cell.key} -> {folder}", flush=True)
+        cfg = copy.deepcopy(cell.config)
+        cfg.train.checkpoint_dir = None  # an archive record cannot be continued: no resume here
         with _sigterm_raises():
-            return _train(train.run, cell.config, archive.ArchiveLogger(folder, cell_tags(sweep, cell), cell.name))
+            return _train(train.run, cfg, archive.ArchiveLogger(folder, cell_tags(sweep, cell), cell.name))
     ctx = ctx or context_from_env(sweep)
     if cell.key in schema.finished_keys(init_store(ctx.uri), ctx.experiment_id):
         print(f"cell {index} [{cell.name}] key {cell.key} already FINISHED; skipped", flush=True)
         return 0
     print(f"cell {index} [{cell.name}] key {cell.key}", flush=True)
-    cfg = _cell_config(cell, ctx)
+    cfg = _cell_config(sweep, cell, ctx)
     with _sigterm_raises():
         try:
             tags = cell_tags(sweep, cell)
@@ -114,4 +129,4 @@ def run_cell(sweep: Sweep, index: int, ctx: Context | None = None, archive_dir: 
             logger = MLflowLogger(cfg.tracking, tags=schema.failed_cell_tags(cell.key, sweep.name))
             logger.finish("FAILED", traceback.format_exc())
             raise
-        return _train(train.run, cfg, MLflowLogger(cfg.tracking, tags=tags))
+        return _train(train.run, cfg, train.open_logger(cfg, tags))
