@@ -89,3 +89,36 @@ def test_a_requeued_cell_resumes_its_checkpoint_in_the_same_run(slurm, mlflow_se
     tests = {k: v for k, v in reference.data.metrics.items() if k.startswith("test/")}
     assert tests and {k: runs[0].data.metrics[k] for k in tests} == tests
     assert not list((tmp_path / "ckpt").rglob(checkpoint.FILE))
+    (parent,) = parents(mlflow_server.url, "ci-requeue")  # the finalize job waited for the requeued task
+    assert parent.info.status == "FINISHED" and parent.data.tags["harness.cells"] == "FINISHED=1"
+
+
+def parents(uri: str, experiment: str) -> list:
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(experiment).experiment_id
+    return [r for r in client.search_runs([exp]) if r.data.tags.get("harness.role") == "sweep"]
+
+
+def test_submitting_twice_submits_nothing_running_and_fails_no_parent(slurm, mlflow_server, tmp_path):
+    file = sweep_file(tmp_path, "ci-twice", {"model.dim": [16, 32]})
+    env = {**slurm.env, "MLFLOW_TRACKING_URI": mlflow_server.url}
+    before = {j["JobId"] for j in slurm.jobs()}
+    harness_sweep(env, file, "--submit", "--sbatch-arg=--hold", "--logs", tmp_path / "logs")  # queued until released
+    array = [j for j in slurm.jobs() if j["JobId"] not in before and j.get("JobName") == "ci-twice"]
+    try:
+        out = harness_sweep(env, file, "--submit", "--logs", tmp_path / "logs2")
+        assert "2 cells queued or running in Slurm (another submission)" in out and "nothing to submit" in out, out
+        # a finalize step of another submission while these cells are in Slurm: parent left RUNNING, not FAILED
+        out = harness_sweep(env, file, "--finalize")
+        assert "2 cells still in Slurm (another submission); parent left RUNNING" in out, out
+        (parent,) = parents(mlflow_server.url, "ci-twice")
+        assert parent.info.status == "RUNNING"
+    finally:
+        slurm.run("scontrol", "release", array[0]["ArrayJobId"], check=False)
+    slurm.wait_idle()
+    new = [j for j in slurm.jobs() if j["JobId"] not in before]
+    assert sorted(j["JobName"] for j in new) == ["ci-twice", "ci-twice", "ci-twice-finalize"]  # one array, one finalize
+    runs = cell_runs(mlflow_server.url, "ci-twice")
+    assert len(runs) == 2 and {r.info.status for r in runs} == {"FINISHED"}
+    (parent,) = parents(mlflow_server.url, "ci-twice")
+    assert parent.info.status == "FINISHED" and parent.data.tags["harness.cells"] == "FINISHED=2"
