@@ -80,7 +80,7 @@ def test_a_requeued_cell_resumes_its_checkpoint_in_the_same_run(slurm, mlflow_se
     job = [j for j in slurm.jobs() if j.get("JobName") == "ci-requeue" and "ArrayTaskId" in j]
     assert [(j["JobState"], j["Restarts"]) for j in job] == [("COMPLETED", "1")]
     log = next((tmp_path / "logs").glob("ci-requeue-*_0.out")).read_text()
-    assert "cell.sh: USR1 (time limit near): requeue job" in log and "resumed from" in log, log[-3000:]
+    assert "cell: USR1 (time limit near): requeue job" in log and "resumed from" in log, log[-3000:]
     runs = cell_runs(mlflow_server.url, "ci-requeue")
     assert len(runs) == 1 and runs[0].info.status == "FINISHED" and "error" not in runs[0].data.tags
     (reference,) = cell_runs(local_uri, "ci-requeue")

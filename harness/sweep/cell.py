@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import os
 import signal
+import subprocess
 import threading
 import traceback
 from pathlib import Path
@@ -50,17 +52,29 @@ def _on_sigterm(signum, frame):
         stop()
 
 
+def _on_usr1(signum, frame):
+    """Slurm's warning before the time limit (``--signal=B:USR1@300`` in slurm/cell.sh): requeue this task;
+    Slurm then sends SIGTERM and starts it again, to resume from its last checkpoint."""
+    job = os.environ["SLURM_JOB_ID"]
+    print(f"cell: USR1 (time limit near): requeue job {job}", flush=True)
+    subprocess.run(["scontrol", "requeue", job], check=False)
+
+
 @contextlib.contextmanager
 def _sigterm_raises():
-    """While a cell runs, SIGTERM raises :class:`_Terminated` (main thread only; elsewhere a no-op)."""
+    """While a cell runs, SIGTERM raises :class:`_Terminated` and, in a Slurm job, USR1 requeues it (main thread
+    only; elsewhere a no-op)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, _on_sigterm)}
+    if "SLURM_JOB_ID" in os.environ:
+        previous[signal.SIGUSR1] = signal.signal(signal.SIGUSR1, _on_usr1)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _train(run, cfg: C.Config, logger) -> int:
