@@ -14,6 +14,9 @@ from mlflow import MlflowClient
 from services import REPO, base_env
 
 from harness import checkpoint
+from harness.config import load
+from harness.tracking import MemoryLogger
+from harness.train import fit, run, setup
 
 EPOCHS = 3
 KEYS = ("valid/hr_at_20", "valid/ndcg_at_10", "train/loss")
@@ -76,3 +79,25 @@ def test_killed_cell_resumes_from_its_checkpoint_bitwise(tmp_path, data_dir, ses
     tests = {k: v for k, v in clean.data.metrics.items() if k.startswith("test/")}
     assert tests and {k: killed.data.metrics[k] for k in tests} == tests
     assert not list(root.rglob(checkpoint.FILE))
+
+
+def test_kdsr_run_resumed_from_an_epoch_checkpoint_equals_one_run(tmp_path, monkeypatch):
+    """In process, KDSR (student heads, asynchronous LR, monitor) on MiniLM features: 1 epoch + a resumed run to 3
+    gives the per-epoch history and test metrics of one 3-epoch run, bitwise."""
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    base = ["dataset=ml-100k", "dataset.protocol=leave-one-out", "dataset.max_len=20", "model.dim=16", "model.layers=1",
+            "train.device=cpu", "train.batch_size=256", "train.threads=1", "train.patience=0", "model.items=finetune",
+            "features.text_encoder=minilm-l6", "kdsr.enabled=true", "kdsr.async_epochs=3"]
+    setup(load(overrides=base))  # features and teacher cached first: a run that builds them starts from other RNG states
+    whole = MemoryLogger()
+    final = run(load(overrides=base + ["train.epochs=3"]), whole)
+    ckpt = f"train.checkpoint_dir={tmp_path}"
+    first = MemoryLogger()
+    fit(setup(load(overrides=base + ["train.epochs=1", ckpt])), first)
+    rest = MemoryLogger()
+    resumed = run(load(overrides=base + ["train.epochs=3", ckpt]), rest)
+    per_epoch = lambda log: [m for m in log.metrics if m[2] is not None and "time" not in m[0] and "/" in m[0]
+                             and not m[0].startswith(("test/", "best_"))]
+    assert per_epoch(first) + per_epoch(rest) == per_epoch(whole)
+    assert {k: v for k, v in resumed.items() if k.startswith("test/")} == {k: v for k, v in final.items() if k.startswith("test/")}
+    assert not rest.params  # the header is in the run already
