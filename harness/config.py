@@ -66,6 +66,7 @@ class TrainConfig:
     eval_ties: str = "expected"  # expected | pessimistic | optimistic (see harness/evaluation.py)
     mask_history: bool = False  # drop already-seen items from the ranking (RecBole's sequential models: no)
     samples: str = "windows"  # windows: every position of max_len windows (causal backbones) | prefixes: one per target
+    checkpoint_dir: str | None = None  # end-of-epoch checkpoints to resume from (None = off; sweeps set one per cell)
 
 
 @dataclass
@@ -266,7 +267,7 @@ def to_yaml(cfg: Config) -> str:
 
 # Keys that describe where/how a run is recorded, not what it computes.
 _NOT_IDENTITY = ("tracking.", "dataset.data_dir", "features.cache_dir", "features.trust_remote_code", "train.device",
-                 "train.threads")
+                 "train.threads", "train.checkpoint_dir")
 
 
 def cell_key(cfg: Config) -> str:

@@ -232,6 +232,20 @@ def open_store(uri: str):
     return client
 
 
+def run_exists(uri: str, run_id: str) -> bool:
+    """Whether the store has run ``run_id``; an unreachable store counts as yes (the spool takes over, and the
+    run is continued once it is back)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        open_store(uri).get_run(run_id)
+    except MlflowException as exc:
+        return exc.error_code != "RESOURCE_DOES_NOT_EXIST"
+    except OSError:
+        return True
+    return True
+
+
 def ensure_experiment(client, name: str, restore: bool = False) -> str:
     """The id of experiment ``name``, created when missing (a concurrent creator is tolerated by re-reading);
     ``restore``: a deleted one is restored."""
@@ -260,7 +274,8 @@ class MLflowLogger(Logger):
     """One MLflow run (child of ``tracking.parent_run_id`` when set), written through ``MlflowClient``."""
 
     def __init__(
-        self, tracking: TrackingConfig | None = None, tags: dict[str, Any] | None = None, system_metrics_interval: float = 10.0
+        self, tracking: TrackingConfig | None = None, tags: dict[str, Any] | None = None, system_metrics_interval: float = 10.0,
+        run_id: str | None = None,
     ):
         super().__init__()
         tracking = tracking or TrackingConfig()
@@ -277,10 +292,21 @@ class MLflowLogger(Logger):
         run_tags = {k: str(v) for k, v in (tags or {}).items()}
         if tracking.parent_run_id:
             run_tags[TAG_PARENT] = tracking.parent_run_id
-        run = self.client.create_run(self.experiment_id, tags=run_tags, run_name=tracking.run_name)
-        self.run_id = run.info.run_id
+        if run_id:  # resume: continue an existing run (a requeued cell), RUNNING again
+            self._reopen(run_id)
+            self._set_tags(run_tags)
+        else:
+            self.run_id = self.client.create_run(self.experiment_id, tags=run_tags, run_name=tracking.run_name).info.run_id
         if tracking.system_metrics:
             self._start_system_metrics(system_metrics_interval)
+
+    def _reopen(self, run_id: str) -> None:
+        """Continue run ``run_id``: status RUNNING, the ``error`` tag of its interruption dropped."""
+        run = self.client.get_run(run_id)
+        self.run_id, self.experiment_id = run_id, run.info.experiment_id
+        self.client.update_run(run_id, status="RUNNING")
+        if TAG_ERROR in run.data.tags:
+            self.client.delete_tag(run_id, TAG_ERROR)
 
     def _start_system_metrics(self, interval: float) -> None:
         """CPU / memory / disk (and GPU when available) sampled every ``interval`` s into ``system/*``."""

@@ -34,11 +34,12 @@ from harness.evaluation import PROTOCOL_AVERAGE, evaluate, metric_names, sample_
 from harness.encoding import ensure_features
 from harness.kdsr import ForgettingMonitor, build_kdsr, embedding_lr_factor
 from harness.kdsr.monitor import MONITOR_SEED
-from harness.models import build_model
+from harness import checkpoint
 from harness import run_schema as schema
+from harness.models import build_model
 from harness.run_schema import encoder_record, is_part_metric, machine_tags, part_metric, run_params, run_tags
 from harness.archive.spool import SpoolLogger
-from harness.tracking import Logger
+from harness.tracking import Logger, run_exists, tracking_uri
 
 DEVICES = ("auto", "cpu", "cuda")  # train.device
 SAMPLES = ("windows", "prefixes")  # train.samples
@@ -100,7 +101,7 @@ def load_modalities(cfg: Config, dataset: Any) -> dict[str, Any]:
     encoders = {"text": cfg.features.text_encoder, "image": cfg.features.image_encoder}
     if not any(encoders.values()):
         return {}
-    return {m: ensure_features(dataset, enc, m, cfg.features.cache_dir) for m, enc in encoders.items() if enc}
+    return {m: ensure_features(dataset, enc, m, cfg.features.cache_dir, cfg.features.trust_remote_code) for m, enc in encoders.items() if enc}
 
 
 def make_optimizer(cfg: Config, model: torch.nn.Module, extra: torch.nn.Module | None = None) -> torch.optim.Optimizer:
@@ -312,33 +313,65 @@ class FitResult:
     train_time_s: float
 
 
+def _checkpoint_state(cell: Cell, best: FitResult, best_state: dict, stop: bool, logger: Logger) -> dict[str, Any]:
+    """What :func:`fit` needs to continue after the epochs done so far (see harness/checkpoint.py)."""
+    return {"model": cell.model.state_dict(), "optimizer": cell.optimizer.state_dict(),
+            "kdsr": cell.kdsr.state_dict() if isinstance(cell.kdsr, torch.nn.Module) else {},
+            "rng": checkpoint.rng_state(), "best_epoch": best.best_epoch, "best_valid": best.best_valid,
+            "best_state": best_state, "epochs": best.epochs, "train_time_s": best.train_time_s, "stop": stop,
+            "run_id": getattr(logger, "run_id", None) or ""}
+
+
+def _resume(cell: Cell, state: dict[str, Any]) -> tuple[FitResult, dict, bool]:
+    """Load a checkpoint into ``cell``; returns the early-stopping state and whether training had stopped."""
+    cell.model.load_state_dict(state["model"])
+    cell.optimizer.load_state_dict(state["optimizer"])
+    if state["kdsr"]:
+        cell.kdsr.load_state_dict(state["kdsr"])
+    checkpoint.set_rng_state(state["rng"])
+    best = FitResult(state["best_epoch"], dict(state["best_valid"]), state["epochs"], state["train_time_s"])
+    print(f"resumed from {checkpoint.path(cell.cfg.train.checkpoint_dir)} after {best.epochs} epochs", flush=True)
+    return best, state["best_state"], bool(state["stop"])
+
+
 def fit(cell: Cell, logger: Logger, budget_s: float = 0.0) -> FitResult:
     """Epochs until ``train.epochs`` or ``train.patience`` epochs without a better validation metric
     (or, when ``budget_s > 0``, the first epoch that ends after ``budget_s`` seconds; for benchmarks).
 
     The best epoch's weights are kept in memory (CPU copy) and loaded back at the end.
-    ``patience <= 0`` disables early stopping."""
+    ``patience <= 0`` disables early stopping. With ``train.checkpoint_dir``, every epoch ends with a
+    checkpoint there and a restarted run continues from the last one (same result as one uninterrupted run)."""
     cfg = cell.cfg
     key = part_metric("valid", cfg.train.valid_metric)
     samples = training_samples(cell.split, cfg.dataset.max_len, uses_windows(cell))
     best = FitResult(-1, {}, 0, 0.0)
     best_state: dict[str, torch.Tensor] | None = None
-    start = time.perf_counter()
-    for epoch in range(cfg.train.epochs):
+    stop = False
+    saved = checkpoint.load(cfg.train.checkpoint_dir)
+    if saved is not None:
+        best, best_state, stop = _resume(cell, saved)
+    start = time.perf_counter() - best.train_time_s
+    for epoch in range(best.epochs, 0 if stop else cfg.train.epochs):
         tick = time.perf_counter()
         metrics = train_epoch(cell, samples, epoch)
         metrics[schema.EPOCH_SECONDS] = time.perf_counter() - tick
         metrics.update(evaluate_part(cell, "valid"))
         if cell.monitor is not None:
             metrics.update(cell.monitor(cell.model.items))
-        logger.log_metrics(metrics, step=epoch)
         best.epochs = epoch + 1
         if best_state is None or metrics[key] > best.best_valid[key]:
             best.best_epoch, best.best_valid = epoch, {k: v for k, v in metrics.items() if is_part_metric(k, "valid")}
             best_state = {k: v.detach().to("cpu", copy=True) for k, v in cell.model.state_dict().items()}
         elif 0 < cfg.train.patience <= epoch - best.best_epoch:
-            break
+            stop = True
         if budget_s > 0 and time.perf_counter() - start > budget_s:
+            stop = True
+        best.train_time_s = time.perf_counter() - start
+        with checkpoint.committing():  # a SIGTERM waits: the log and the checkpoint agree on the epochs done
+            logger.log_metrics(metrics, step=epoch)
+            if cfg.train.checkpoint_dir:
+                checkpoint.save(cfg.train.checkpoint_dir, _checkpoint_state(cell, best, best_state, stop, logger))
+        if stop:
             break
     best.train_time_s = time.perf_counter() - start
     cell.model.load_state_dict(best_state)
@@ -359,9 +392,13 @@ def log_run_header(cell: Cell, logger: Logger) -> None:
 
 
 def run(cfg: Config, logger: Logger) -> dict[str, float]:
-    """Train one cell and return the final metrics (``test/*`` at the best-validation epoch, ``best_epoch`` ...)."""
+    """Train one cell and return the final metrics (``test/*`` at the best-validation epoch, ``best_epoch`` ...).
+
+    A run resumed from ``train.checkpoint_dir`` logs no header again (it is in the run already); the caller
+    deletes the checkpoint once the run is closed FINISHED."""
     cell = setup(cfg)
-    log_run_header(cell, logger)
+    if checkpoint.load(cfg.train.checkpoint_dir) is None:
+        log_run_header(cell, logger)
     result = fit(cell, logger)
     final = evaluate_part(cell, "test", logger=logger)
     final.update({schema.BEST_EPOCH: result.best_epoch, schema.EPOCHS_RUN: result.epochs,
@@ -370,6 +407,18 @@ def run(cfg: Config, logger: Logger) -> dict[str, float]:
     logger.log_metrics(final, step=result.best_epoch)
     logger.log_dict(final, "results.json")
     return final
+
+
+def open_logger(cfg: Config, tags: dict[str, Any] | None = None) -> SpoolLogger:
+    """The run to log to, through the spool (an MLflow outage loses nothing): the one a checkpoint in
+    ``train.checkpoint_dir`` was logged to (a restarted run continues it), else a new one. A checkpoint whose
+    run this store lacks is dropped: training restarts."""
+    run_id = checkpoint.run_id(cfg.train.checkpoint_dir)
+    if run_id and not run_exists(tracking_uri(cfg.tracking), run_id):
+        print(f"checkpoint's MLflow run {run_id} is not in this store; starting over", flush=True)
+        checkpoint.remove(cfg.train.checkpoint_dir)
+        run_id = None
+    return SpoolLogger(cfg.tracking, tags=tags, run_id=run_id)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -383,13 +432,14 @@ def main(argv: list[str] | None = None) -> int:
     """CLI entry: resolve the config, open an MLflow run, train, print the final metrics as JSON."""
     args = parse_args(argv)
     cfg = load(args.config, args.overrides)
-    logger = SpoolLogger(cfg.tracking)  # spool hook (h7): an MLflow outage keeps the run in the local spool
+    logger = open_logger(cfg)
     try:
         final = run(cfg, logger)
     except BaseException as exc:
         logger.finish("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED", error=traceback.format_exc())
         raise
     logger.finish("FINISHED")
+    checkpoint.remove(cfg.train.checkpoint_dir)
     print(json.dumps({"run_id": getattr(logger, "run_id", None), **final}, sort_keys=True))
     return 0
 

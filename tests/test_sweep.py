@@ -163,7 +163,8 @@ def test_slurm_scripts_are_resource_lines_plus_one_launch_line(script):
     assert len(code) == 1, code
     assert any(ln.startswith("#SBATCH ") for ln in lines)
     assert lines.index(code[0]) > max(i for i, ln in enumerate(lines) if ln.startswith("#SBATCH"))
-    assert code[0].startswith(("harness sweep ", "accelerate launch ", "srun --ntasks-per-node=1 --kill-on-bad-exit=1 harness "))
+    assert code[0].removeprefix("exec ").startswith(  # cell.sh: exec, so USR1 reaches the cell
+        ("harness sweep ", "accelerate launch ", "srun --ntasks-per-node=1 --kill-on-bad-exit=1 harness "))
 
 
 def test_study_sweeps_have_the_controls_and_share_cells():

@@ -83,7 +83,9 @@ def write_files(folder: Path, artifacts: dict[str, Any]) -> None:
 class SpoolLogger(Logger):
     """An MLflow run that falls back to the local spool when MLflow fails (see the module docstring)."""
 
-    def __init__(self, tracking: TrackingConfig | None = None, tags: dict[str, Any] | None = None):
+    def __init__(self, tracking: TrackingConfig | None = None, tags: dict[str, Any] | None = None,
+                 run_id: str | None = None):
+        """``run_id``: continue that MLflow run (a cell resumed from its checkpoint)."""
         super().__init__()
         tracking = tracking or TrackingConfig()
         tags = {k: str(v) for k, v in (tags or {}).items()}
@@ -101,7 +103,7 @@ class SpoolLogger(Logger):
         bound_http_retries()
         self.errors = mlflow_errors()
         try:
-            self.mlflow = MLflowLogger(tracking, tags=tags)
+            self.mlflow = MLflowLogger(tracking, tags=tags, run_id=run_id)
             self.run_id = self.target["run_id"] = self.mlflow.run_id
             self.target["experiment_id"] = self.mlflow.experiment_id
         except self.errors as exc:

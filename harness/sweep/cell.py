@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import os
 import signal
+import subprocess
 import threading
 import traceback
 from pathlib import Path
 
-from harness import archive
+from harness import archive, checkpoint
 from harness import config as C
 from harness import run_schema as schema
+from harness.data.paths import cache_root
 from harness.sweep.grid import Cell, Sweep
+from harness.sweep.sync import finished_if_reachable
 from harness.sweep.tracking import Context, context_from_env, sweep_tags
 from harness.tracking import MLflowLogger
-from harness.archive.spool import SpoolLogger  # spool hook (h7): MLflow outages
-from harness.sweep.sync import finished_if_reachable  # spool hook (h7)
 
 
 def cell_tags(sweep: Sweep, cell: Cell) -> dict[str, str]:
@@ -25,10 +27,17 @@ def cell_tags(sweep: Sweep, cell: Cell) -> dict[str, str]:
     return schema.cell_tags(cell.config, sweep.name, cell.index, cell.grids, cell.labels)
 
 
-def _cell_config(cell: Cell, ctx: Context) -> C.Config:
+def checkpoint_dir(sweep: Sweep, cell: Cell) -> Path:
+    """``<root>/<sweep>/<cell key>/``; root: the sweep's ``train.checkpoint_dir``, else ``<cache root>/checkpoints``."""
+    root = cell.config.train.checkpoint_dir or cache_root() / "checkpoints"
+    return Path(root).resolve() / sweep.name / cell.key
+
+
+def _cell_config(sweep: Sweep, cell: Cell, ctx: Context) -> C.Config:
     cfg = copy.deepcopy(cell.config)
     t = cfg.tracking
     t.uri, t.experiment_id, t.parent_run_id, t.run_name = ctx.uri, ctx.experiment_id, ctx.parent_run_id, cell.name
+    cfg.train.checkpoint_dir = str(checkpoint_dir(sweep, cell))
     return cfg
 
 
@@ -37,20 +46,36 @@ class _Terminated(Exception):
 
 
 def _on_sigterm(signum, frame):
-    raise _Terminated(f"terminated by signal {signum}")
+    def stop():
+        raise _Terminated(f"terminated by signal {signum}")
+
+    if not checkpoint.defer(stop):  # while an epoch is logged and checkpointed, at the end of that
+        stop()
+
+
+def _on_usr1(signum, frame):
+    """Slurm's warning before the time limit (``--signal=B:USR1@300`` in slurm/cell.sh): requeue this task;
+    Slurm then sends SIGTERM and starts it again, to resume from its last checkpoint."""
+    job = os.environ["SLURM_JOB_ID"]
+    print(f"cell: USR1 (time limit near): requeue job {job}", flush=True)
+    subprocess.run(["scontrol", "requeue", job], check=False)
 
 
 @contextlib.contextmanager
 def _sigterm_raises():
-    """While a cell runs, SIGTERM raises :class:`_Terminated` (main thread only; elsewhere a no-op)."""
+    """While a cell runs, SIGTERM raises :class:`_Terminated` and, in a Slurm job, USR1 requeues it (main thread
+    only; elsewhere a no-op)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, _on_sigterm)}
+    if "SLURM_JOB_ID" in os.environ:
+        previous[signal.SIGUSR1] = signal.signal(signal.SIGUSR1, _on_usr1)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _train(run, cfg: C.Config, logger) -> int:
@@ -66,6 +91,7 @@ def _train(run, cfg: C.Config, logger) -> int:
         traceback.print_exc()
         return 1
     logger.finish("FINISHED")
+    checkpoint.remove(cfg.train.checkpoint_dir)
     shown = {k: round(v, 4) for k, v in (metrics or {}).items() if schema.is_part_metric(k, "test")}
     print(f"finished: {shown}", flush=True)
     return 0
@@ -101,14 +127,16 @@ def run_cell(sweep: Sweep, index: int, ctx: Context | None = None, archive_dir: 
             print(f"cell {index} [{cell.name}] key {cell.key} already in {folder}; skipped", flush=True)
             return 0
         print(f"cell {index} [{cell.name}] key {cell.key} -> {folder}", flush=True)
+        cfg = copy.deepcopy(cell.config)
+        cfg.train.checkpoint_dir = None  # an archive record cannot be continued: no resume here
         with _sigterm_raises():
-            return _train(train.run, cell.config, archive.ArchiveLogger(folder, cell_tags(sweep, cell), cell.name))
+            return _train(train.run, cfg, archive.ArchiveLogger(folder, cell_tags(sweep, cell), cell.name))
     ctx = ctx or context_from_env(sweep)
     if cell.key in finished_if_reachable(ctx):
         print(f"cell {index} [{cell.name}] key {cell.key} already FINISHED; skipped", flush=True)
         return 0
     print(f"cell {index} [{cell.name}] key {cell.key}", flush=True)
-    cfg = _cell_config(cell, ctx)
+    cfg = _cell_config(sweep, cell, ctx)
     with _sigterm_raises():
         try:
             tags = cell_tags(sweep, cell)
@@ -116,4 +144,4 @@ def run_cell(sweep: Sweep, index: int, ctx: Context | None = None, archive_dir: 
             logger = MLflowLogger(cfg.tracking, tags=schema.failed_cell_tags(cell.key, sweep.name))
             logger.finish("FAILED", traceback.format_exc())
             raise
-        return _train(train.run, cfg, SpoolLogger(cfg.tracking, tags=tags))
+        return _train(train.run, cfg, train.open_logger(cfg, tags))

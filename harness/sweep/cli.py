@@ -12,7 +12,7 @@ from pathlib import Path
 from harness.sweep.cell import run_cell
 from harness.sweep.grid import Sweep, _label, check_names, load_sweep, select
 from harness.sweep.local import run_archive, run_local
-from harness.sweep.slurm import submit
+from harness.sweep.slurm import active_tasks, submit
 from harness.sweep.sync import main as sync_main
 from harness.sweep.tracking import context_from_env, finalize
 
@@ -75,8 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.index is not None:
         return run_cell(sweep, args.index, archive_dir=args.archive)
     if args.finalize:
-        counts = finalize(sweep, context_from_env(sweep))
-        return 0 if counts.get("FINISHED", 0) == len(sweep.cells()) else 1
+        counts = finalize(sweep, context_from_env(sweep), active_tasks(sweep))
+        return 0 if counts.get("FINISHED", 0) + counts.get("QUEUED", 0) == len(sweep.cells()) else 1
     check_names(sweep.cells())
     if args.local and args.archive:
         return run_archive(sweep, args.archive, max(1, args.jobs), args.logs, args.where)

@@ -114,8 +114,10 @@ def pending(sweep: Sweep, ctx: Context) -> list[Cell]:
     return [c for c in sweep.cells() if c.key not in done]
 
 
-def finalize(sweep: Sweep, ctx: Context) -> dict[str, int]:
-    """Close the parent run: FINISHED when every cell has a FINISHED run, else FAILED; log a cells table."""
+def finalize(sweep: Sweep, ctx: Context, active: set[int] = frozenset()) -> dict[str, int]:
+    """Close the parent run: FINISHED when every cell has a FINISHED run, else FAILED; log a cells table.
+    Cells in ``active`` (queued or running in Slurm for another submission) count as ``QUEUED`` and leave the
+    parent RUNNING: the finalize job of that submission closes it."""
     store = client(ctx)
     best: dict[str, Any] = {}
     for run in schema.search_all(store, ctx.experiment_id, schema.CELLS):
@@ -128,13 +130,16 @@ def finalize(sweep: Sweep, ctx: Context) -> dict[str, int]:
     counts: collections.Counter = collections.Counter()
     for cell in sweep.cells():
         run = best.get(cell.key)
-        status = run.info.status if run else "MISSING"
+        status = "QUEUED" if cell.index in active else run.info.status if run else "MISSING"
         counts[status] += 1
         writer.writerow([cell.index, cell.key, cell.name, status, run.info.run_id if run else ""])
     store.log_text(ctx.parent_run_id, buf.getvalue(), "sweep/cells.csv")
     for key, value in schema.status_counts_tag(counts).items():
         store.set_tag(ctx.parent_run_id, key, value)
-    store.set_terminated(ctx.parent_run_id, "FINISHED" if counts["FINISHED"] == len(sweep.cells()) else "FAILED")
+    if counts["QUEUED"]:
+        print(f"{sweep.name}: {counts['QUEUED']} cells still in Slurm (another submission); parent left RUNNING", flush=True)
+    else:
+        store.set_terminated(ctx.parent_run_id, "FINISHED" if counts["FINISHED"] == len(sweep.cells()) else "FAILED")
     print(f"{sweep.name}: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())), flush=True)
     return dict(counts)
 
