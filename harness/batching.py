@@ -8,7 +8,7 @@ columns ``0 .. lengths[b]-1``, so a causal backbone's last real position is ``le
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -90,3 +90,36 @@ def range_targets(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.
 def to_tensor(array: np.ndarray, device: torch.device | str) -> torch.Tensor:
     """int64 numpy -> torch on ``device`` (non-blocking when pinned memory applies)."""
     return torch.from_numpy(np.ascontiguousarray(array)).to(device, non_blocking=True)
+
+
+def training_samples(split: Any, max_len: int, windows: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(user, start, size) slices to train on: ``windows`` (causal backbones) or one prefix per target.
+
+    A slice ``seq[start : start+size]`` feeds its first ``size-1`` items; in a window every
+    position predicts the next item, in a prefix only the last one does (RecBole's samples).
+    """
+    train_lengths = np.asarray(split.valid_start, dtype=np.int64)
+    if windows:
+        return causal_windows(train_lengths, max_len)
+    users, positions = prefix_targets(train_lengths)
+    sizes = np.minimum(positions, max_len) + 1
+    return users, positions + 1 - sizes, sizes
+
+
+def batches(
+    store: SequenceStore, samples: tuple[np.ndarray, ...], windows: bool, batch_size: int, max_len: int, rng: np.random.Generator
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Shuffled ``(inputs, targets)`` pairs ``[B, W]`` of shifted ids (0 = pad / no target), W <= max_len."""
+    users, starts, sizes = samples
+    order = rng.permutation(len(users))
+    for lo in range(0, len(order), batch_size):
+        idx = order[lo : lo + batch_size]
+        u, s, z = users[idx], starts[idx], sizes[idx]
+        width = int(z.max()) - 1
+        inputs = store.slices(u, s, z - 1, width)
+        if windows:
+            targets = store.slices(u, s + 1, z - 1, width)
+        else:
+            targets = np.zeros_like(inputs)
+            targets[np.arange(len(idx)), z - 2] = store.items_at(u, s + z - 1) + 1
+        yield inputs, targets

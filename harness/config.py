@@ -33,7 +33,7 @@ class DataConfig:
 class FeatureConfig:
     text_encoder: str | None = None  # e.g. "minilm-l6"; None = no text modality
     image_encoder: str | None = None  # e.g. "resnet50"; None = no image modality
-    cache_dir: str | None = None  # default: $HARNESS_CACHE_DIR
+    cache_dir: str | None = None  # the cache root of datasets, splits, features, teachers; default $HARNESS_CACHE_DIR
     trust_remote_code: bool = False  # allow remote-code checkpoints (e.g. chatglm3-6b) to run their own code
 
 

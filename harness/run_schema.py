@@ -73,6 +73,15 @@ def axes_tag(grid: int) -> str:
 
 MONITOR_PREFIX = "monitor/"
 EPOCH_SECONDS = "epoch_time_s"  # per epoch
+
+
+def monitor_key(modality: str, ids: bool = False) -> str:
+    """The forgetting monitor's metric: Pearson correlation between the pairwise similarities of the supervised
+    ``modality`` table (``ids``: of the ID table) and those of the encoder's features."""
+    return f"{MONITOR_PREFIX}pearson_{'id_' if ids else ''}{modality}"
+
+
+
 BEST_EPOCH, EPOCHS_RUN, TRAIN_SECONDS = "best_epoch", "epochs_run", "train_time_s"  # final, at the best epoch
 METRIC_ENCODER_PARAMS, METRIC_ENCODE_SECONDS = "encoder.params", "encoder.encode_seconds"
 PARAM_MODEL, PARAM_SEED, PARAM_VALID_METRIC = "model.name", "train.seed", "train.valid_metric"

@@ -17,7 +17,6 @@ import random
 import sys
 import time
 import traceback
-from collections.abc import Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from harness.batching import SequenceStore, causal_windows, prefix_targets, to_tensor
+from harness.batching import SequenceStore, batches, to_tensor, training_samples
 from harness.config import Config, load, to_yaml
 from harness.data import load_dataset, make_split
 from harness.evaluation import PROTOCOL_AVERAGE, evaluate, metric_names, sample_targets, split_targets, targets_digest
@@ -91,8 +90,8 @@ def check_config(cfg: Config) -> None:
 
 def load_data(cfg: Config) -> tuple[Any, Any, SequenceStore]:
     """The dataset, its split and the packed sequences."""
-    dataset = load_dataset(cfg.dataset.name, cfg.dataset.data_dir)
-    split = make_split(dataset, cfg.dataset.protocol, cfg.dataset.valid_fraction)
+    dataset = load_dataset(cfg.dataset.name, cfg.dataset.data_dir, cache_dir=cfg.features.cache_dir)
+    split = make_split(dataset, cfg.dataset.protocol, cfg.dataset.valid_fraction, cache_dir=cfg.features.cache_dir)
     return dataset, split, SequenceStore(dataset.sequences)
 
 
@@ -166,39 +165,6 @@ def forgetting_monitor(cfg: Config, kdsr: Any, features: dict[str, Any], device:
 def uses_windows(cell: Cell) -> bool:
     """All-position windows need a causal backbone and ``train.samples=windows``."""
     return bool(getattr(cell.model, "causal", False)) and cell.cfg.train.samples == "windows"
-
-
-def training_samples(split: Any, max_len: int, windows: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(user, start, size) slices to train on: ``windows`` (causal backbones) or one prefix per target.
-
-    A slice ``seq[start : start+size]`` feeds its first ``size-1`` items; in a window every
-    position predicts the next item, in a prefix only the last one does (RecBole's samples).
-    """
-    train_lengths = np.asarray(split.valid_start, dtype=np.int64)
-    if windows:
-        return causal_windows(train_lengths, max_len)
-    users, positions = prefix_targets(train_lengths)
-    sizes = np.minimum(positions, max_len) + 1
-    return users, positions + 1 - sizes, sizes
-
-
-def batches(
-    store: SequenceStore, samples: tuple[np.ndarray, ...], windows: bool, batch_size: int, max_len: int, rng: np.random.Generator
-) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Shuffled ``(inputs, targets)`` pairs ``[B, W]`` of shifted ids (0 = pad / no target), W <= max_len."""
-    users, starts, sizes = samples
-    order = rng.permutation(len(users))
-    for lo in range(0, len(order), batch_size):
-        idx = order[lo : lo + batch_size]
-        u, s, z = users[idx], starts[idx], sizes[idx]
-        width = int(z.max()) - 1
-        inputs = store.slices(u, s, z - 1, width)
-        if windows:
-            targets = store.slices(u, s + 1, z - 1, width)
-        else:
-            targets = np.zeros_like(inputs)
-            targets[np.arange(len(idx)), z - 2] = store.items_at(u, s + z - 1) + 1
-        yield inputs, targets
 
 
 def autocast(cell: Cell):

@@ -103,7 +103,7 @@ def test_failed_run_is_marked_failed(tmp_path, monkeypatch):
 
 def test_every_training_target_is_fed_once():
     """Windows predict every training next-item target once; the most recent one sees a full max_len history."""
-    from harness.train import batches, training_samples
+    from harness.batching import batches, training_samples
 
     cell = setup(load(overrides=TINY + ["dataset.max_len=5"]))
     samples = training_samples(cell.split, 5, windows=True)
@@ -209,7 +209,7 @@ def test_other_backbones_train_with_modality_features(backbone):
 
 def test_prefix_samples_match_recbole_augmentation():
     """train.samples=prefixes: one sample per training target, its last max_len items as input."""
-    from harness.train import batches, training_samples
+    from harness.batching import batches, training_samples
 
     cell = setup(load(overrides=TINY + ["dataset.max_len=5", "train.samples=prefixes"]))
     samples = training_samples(cell.split, 5, windows=False)

@@ -42,9 +42,9 @@ def _empty_text_note(raw: RawData) -> list[str]:
     return [f"{empty} of {len(raw.texts)} items have no text (empty string)"] if empty else []
 
 
-def _cache_path(spec: DatasetSpec, layout: str, digests: dict[str, str]) -> Path:
+def _cache_path(spec: DatasetSpec, layout: str, digests: dict[str, str], cache_dir: str | Path | None = None) -> Path:
     key = json.dumps({"v": CACHE_VERSION, "layout": layout, "k": spec.k_core, "files": digests}, sort_keys=True)
-    return cache_root() / "datasets" / spec.name / f"{hashlib.sha256(key.encode()).hexdigest()[:20]}.npz"
+    return cache_root(cache_dir) / "datasets" / spec.name / f"{hashlib.sha256(key.encode()).hexdigest()[:20]}.npz"
 
 
 def _to_dataset(name: str, raw: RawData, source: dict) -> SequenceDataset:
@@ -94,11 +94,13 @@ def load_dataset(
     verify: bool = True,
     use_cache: bool = True,
     resolve_images: bool = True,
+    cache_dir: str | Path | None = None,
 ) -> SequenceDataset:
     """Load a registered dataset: chronological per-user sequences after iterative k-core filtering.
 
     Reads ``<data_dir>/<name>/`` (default $HARNESS_DATA_DIR), checks registered sha256 checksums
-    (``verify``), and caches the processed result under $HARNESS_CACHE_DIR/datasets keyed by the
+    (``verify``), and caches the processed result under ``<cache root>/datasets`` (``cache_dir``, else
+    $HARNESS_CACHE_DIR: ``harness.data.paths.cache_root``) keyed by the
     files' sha256, so a second load is a single npz read. With ``resolve_images``, image URLs that
     ``harness data images`` downloaded are replaced by their local files.
     """
@@ -106,7 +108,7 @@ def load_dataset(
     layout, files = spec.find_layout(folder)
     digests = _digests(layout, files, verify)
     source = {"layout": layout.name, "folder": str(folder), "files": digests}
-    path = _cache_path(spec, layout.name, digests)
+    path = _cache_path(spec, layout.name, digests, cache_dir)
     cached = _load(path) if use_cache else None
     if cached is not None:
         raw = cached[0]  # the source of this call (folder may differ) is kept

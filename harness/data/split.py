@@ -90,7 +90,8 @@ def compute_split(
 
 
 def split_path(
-    dataset: SequenceDataset, protocol: str, valid_fraction: float, seed: int, test_fraction: float = 0.2
+    dataset: SequenceDataset, protocol: str, valid_fraction: float, seed: int, test_fraction: float = 0.2,
+    cache_dir: str | Path | None = None,
 ) -> Path:
     """Cache file of a split: keyed by the dataset's content fingerprint and every parameter."""
     params = {
@@ -102,7 +103,7 @@ def split_path(
         "seed": seed,
     }
     key = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:20]
-    return cache_root() / "splits" / f"{dataset.name}-{protocol}-{key}.npz"
+    return cache_root(cache_dir) / "splits" / f"{dataset.name}-{protocol}-{key}.npz"
 
 
 def make_split(
@@ -113,8 +114,10 @@ def make_split(
     *,
     test_fraction: float = 0.2,
     use_cache: bool = True,
+    cache_dir: str | Path | None = None,
 ) -> Split:
-    """Deterministic split of ``dataset``, cached as npz under $HARNESS_CACHE_DIR/splits.
+    """Deterministic split of ``dataset``, cached as npz under ``<cache root>/splits`` (``cache_dir``, else
+    $HARNESS_CACHE_DIR).
 
     Both protocols are chronological, so ``seed`` does not change the positions today; it is
     part of the cache key so a future randomised protocol cannot collide with these.
@@ -122,7 +125,7 @@ def make_split(
     _check(protocol, valid_fraction, test_fraction)
     if protocol == "predefined":
         return predefined_split(dataset)
-    path = split_path(dataset, protocol, valid_fraction, seed, test_fraction)
+    path = split_path(dataset, protocol, valid_fraction, seed, test_fraction, cache_dir)
     lengths = dataset.lengths()
     cached = load_npz(path) if use_cache else None
     if cached is not None and np.array_equal(cached.get("lengths"), lengths):

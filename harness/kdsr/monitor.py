@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from harness.run_schema import monitor_key
+
 
 MONITOR_SEED = 0  # every run (any training seed, any method) is measured on the same item pairs
 
@@ -56,9 +58,9 @@ def forgetting_pearson(tables: dict[str, torch.Tensor], feature_sims: dict[str, 
     id_sims = pair_cosine(ids, pairs) if ids is not None else None
     for modality, table in tables.items():
         sims = pair_cosine(table, pairs)
-        out[f"monitor/pearson_{modality}"] = pearson(sims, feature_sims[modality].to(sims.device))
+        out[monitor_key(modality)] = pearson(sims, feature_sims[modality].to(sims.device))
         if id_sims is not None:
-            out[f"monitor/pearson_id_{modality}"] = pearson(sims, id_sims)
+            out[monitor_key(modality, ids=True)] = pearson(sims, id_sims)
     return out
 
 
