@@ -82,6 +82,17 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+@contextlib.contextmanager
+def preserved_rng() -> Iterator[None]:
+    """Run a block without moving the global RNGs: work a run does only sometimes (encoding a missing feature
+    cache, fitting a missing teacher) must not change what it draws afterwards (weights, dropout, pairs)."""
+    state = rng_state()
+    try:
+        yield
+    finally:
+        set_rng_state(state)
+
+
 # ----------------------------------------------------------------------------- one epoch's commit
 
 _commit: dict[str, Any] = {"depth": 0, "pending": None}

@@ -137,7 +137,8 @@ def setup(cfg: Config) -> Cell:
         torch.set_num_threads(cfg.train.threads)
     device = resolve_device(cfg.train.device)
     dataset, split, store = load_data(cfg)
-    features = load_modalities(cfg, dataset)
+    with checkpoint.preserved_rng():  # encoded now or read from the cache: the same random stream afterwards
+        features = load_modalities(cfg, dataset)
     model = build_model(cfg, dataset.num_items, features).to(device)
     kdsr = None
     if kdsr_losses_on(cfg):

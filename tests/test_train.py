@@ -224,3 +224,22 @@ def test_prefix_samples_match_recbole_augmentation():
     assert seen == n_targets
     final = run(load(overrides=TINY + ["train.samples=prefixes", "train.epochs=1", "train.batch_size=1024"]), MemoryLogger())
     assert 0.0 < final["test/hr@20"] < 1.0
+
+
+@pytest.mark.slow
+def test_a_fresh_cache_and_a_warm_one_give_the_same_run(tmp_path):
+    """Encoding the features and fitting the teacher in-process draws from the RNGs; a run on a fresh cache must
+    still start from exactly the weights, student heads and random stream of a rerun on the warm cache."""
+    import torch
+
+    cfg = load(overrides=TINY + ["model.items=finetune", "features.text_encoder=tiny-bert", "kdsr.enabled=true",
+                                 "kdsr.fit_pairs=2000", f"features.cache_dir={tmp_path / 'cache'}"])
+    starts = []
+    for _ in ("fresh", "warm"):
+        cell = setup(cfg)
+        state = {**cell.model.state_dict(), **{f"kdsr.{k}": v for k, v in cell.kdsr.state_dict().items()}}
+        starts.append((state, torch.rand(4), np.random.rand()))
+    (fresh, fresh_draw, fresh_np), (warm, warm_draw, warm_np) = starts
+    assert fresh.keys() == warm.keys()
+    assert all(torch.equal(fresh[k], warm[k]) for k in fresh)
+    assert torch.equal(fresh_draw, warm_draw) and fresh_np == warm_np

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.checkpoint import preserved_rng
 from harness.config import KDSRConfig
 from harness.data import train_sequences
 from harness.kdsr.cache import (
@@ -75,7 +76,9 @@ def build_kdsr(cfg: KDSRConfig, dataset: Any, split: Any, features: dict[str, An
         if len(feats.matrix) != dataset.num_items:
             raise ValueError(f"{modality} features have {len(feats.matrix)} rows for {dataset.num_items} items")
         encoder = (getattr(feats, "manifest", None) or {}).get("encoder", "unknown")
-        teacher, summary, path = load_or_fit_teacher(spec, feats, train_seqs, (dataset.name, encoder, modality), cache_root, progress)
+        with preserved_rng():  # fitted or read from the cache: the run's random stream is the same afterwards
+            teacher, summary, path = load_or_fit_teacher(spec, feats, train_seqs, (dataset.name, encoder, modality),
+                                                         cache_root, progress)
         teachers[modality] = teacher
         info[modality] = {**summary, "path": str(path)}
     kdsr = KDSR(teachers, cfg, dim=dim, monitor_features=features)
