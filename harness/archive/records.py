@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import tempfile
 import zlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from harness.atomic import write_text
 from harness.tracking import check_ranks
 
 SCHEMA = 1
@@ -53,24 +52,8 @@ def dumps(obj: Any, indent: int = 0) -> str:
 
 
 def write_json(path: str | Path, data: dict) -> Path:
-    """Write ``data`` atomically: serialised first, then a temporary file in the same folder, fsync, rename.
-
-    A failure at any point leaves the previous file (or none) in place and no temporary file behind.
-    """
-    path = Path(path)
-    text = dumps(data) + "\n"  # serialisation errors happen before anything touches the disk
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write ``data`` atomically (``harness.atomic``), serialised before anything touches the disk."""
+    return write_text(path, dumps(data) + "\n")
 
 
 def cell_file(folder: str | Path, cell_key: str) -> Path:
