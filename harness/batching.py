@@ -123,3 +123,20 @@ def batches(
             targets = np.zeros_like(inputs)
             targets[np.arange(len(idx)), z - 2] = store.items_at(u, s + z - 1) + 1
         yield inputs, targets
+
+
+MIN_GROUP_WIDTH = 8  # narrower groups save little and cost one more forward call each
+
+
+def width_groups(lengths: torch.Tensor, width: int) -> list[tuple[torch.Tensor, int]]:
+    """Rows of a right-padded batch grouped by power-of-two width: ``[(rows, group_width), ...]``.
+
+    A causal backbone's output at a row's real positions does not depend on padding after them,
+    so running each group at its own width gives the same hidden states while skipping the
+    padding columns: most sequences are far shorter than ``max_len`` (on Amazon Beauty a batch
+    padded to its longest row is ~10x padding), and the backbone's cost follows the columns.
+    """
+    lengths = lengths.clamp(min=1)
+    caps = (MIN_GROUP_WIDTH * 2 ** torch.ceil(torch.log2(lengths.float() / MIN_GROUP_WIDTH)).clamp(min=0)).long()
+    caps = caps.clamp(max=width)
+    return [(torch.nonzero(caps == cap).squeeze(1), int(cap)) for cap in torch.unique(caps).tolist()]

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from harness.batching import SequenceStore, batches, to_tensor, training_samples
+from harness.batching import SequenceStore, batches, to_tensor, training_samples, width_groups
 from harness.config import Config, load, to_yaml
 from harness.data import load_dataset, make_split
 from harness.evaluation import PROTOCOL_AVERAGE, evaluate, metric_names, sample_targets, split_targets, targets_digest
@@ -175,13 +175,23 @@ def autocast(cell: Cell):
     return nullcontext()
 
 
+def groups(cell: Cell, item_seq: torch.Tensor) -> list[tuple[torch.Tensor, int]]:
+    """Row groups to run the backbone on: by width for a causal one (same outputs, less padding)."""
+    if getattr(cell.model, "causal", False):
+        return width_groups((item_seq > 0).sum(1), item_seq.shape[1])
+    return [(torch.arange(len(item_seq), device=item_seq.device), item_seq.shape[1])]
+
+
 def batch_loss(cell: Cell, inputs: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
     """Cross-entropy over all items at every position with a target, plus the KDSR terms."""
+    hidden, wanted = [], []
     with autocast(cell):
-        hidden = cell.model(inputs)
-        where = targets > 0
-        logits = cell.model.scores(hidden[where])
-    losses = {"rec": F.cross_entropy(logits.float(), targets[where] - 1)}
+        for rows, width in groups(cell, inputs):
+            where = targets[rows, :width] > 0
+            hidden.append(cell.model(inputs[rows, :width])[where])
+            wanted.append(targets[rows, :width][where])
+        logits = cell.model.scores(torch.cat(hidden))
+    losses = {"rec": F.cross_entropy(logits.float(), torch.cat(wanted) - 1)}
     total = losses["rec"]
     if cell.kdsr is not None:
         with autocast(cell):
@@ -234,9 +244,12 @@ def model_scorer(cell: Cell):
     so that low-precision rounding does not create ties."""
 
     def score(item_seq: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        last = None
         with autocast(cell):
-            hidden = cell.model(item_seq)
-        last = hidden[torch.arange(len(item_seq), device=hidden.device), lengths - 1]
+            for rows, width in groups(cell, item_seq):
+                hidden = cell.model(item_seq[rows, :width])[torch.arange(len(rows), device=rows.device), lengths[rows] - 1]
+                last = hidden.new_empty(len(item_seq), hidden.shape[1]) if last is None else last
+                last[rows] = hidden
         return cell.model.scores(last.float())
 
     return score

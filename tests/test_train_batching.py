@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
+from harness import train
 from harness.batching import (
     SequenceStore,
     causal_windows,
     prefix_targets,
     range_targets,
+    width_groups,
 )
+from harness.config import Config
+from harness.models import build_model, list_backbones
 
 
 @pytest.mark.parametrize("max_len", [1, 3, 50])
@@ -47,3 +52,43 @@ def test_slices_out_of_range_is_an_error():
     store = SequenceStore([np.arange(3)])
     with pytest.raises(ValueError, match="out of range"):
         store.slices(np.array([0]), np.array([1]), np.array([3]), 4)
+
+
+def test_width_groups_cover_every_row_once_wide_enough():
+    lengths = torch.tensor([1, 8, 9, 16, 17, 33, 50, 3, 0])
+    groups = width_groups(lengths, 50)
+    rows = torch.cat([r for r, _ in groups]).sort().values
+    assert rows.tolist() == list(range(len(lengths)))
+    width_of = {int(r): w for rs, w in groups for r in rs}
+    assert [width_of[i] for i in range(len(lengths))] == [8, 8, 16, 16, 32, 50, 50, 8, 8]
+
+
+def _cell(backbone: str) -> train.Cell:
+    cfg = Config()
+    cfg.model.name, cfg.model.items, cfg.model.dim, cfg.model.dropout = backbone, "finetune", 16, 0.0
+    cfg.model.clusters, cfg.model.cluster_links, cfg.dataset.max_len = 5, 2, 40
+    cfg.features.text_encoder = "tiny"
+    torch.manual_seed(0)
+    features = {"text": np.random.default_rng(0).normal(size=(30, 12)).astype(np.float32)}
+    model = build_model(cfg, 30, features).eval()
+    return train.Cell(cfg, torch.device("cpu"), None, None, None, model, None, None, features, None)
+
+
+@pytest.mark.parametrize("backbone", list_backbones())
+def test_grouping_by_width_changes_no_loss_and_no_score(backbone):
+    cell = _cell(backbone)
+    g = torch.Generator().manual_seed(2)
+    lengths = torch.tensor([1, 3, 8, 9, 15, 17, 30, 40])
+    cols = torch.arange(40)
+    inputs = torch.where(cols < lengths[:, None], torch.randint(1, 31, (8, 40), generator=g), 0)
+    targets = torch.where(cols < lengths[:, None], torch.randint(1, 31, (8, 40), generator=g), 0)
+    with torch.no_grad():
+        hidden = cell.model(inputs)
+        where = targets > 0
+        full_loss = torch.nn.functional.cross_entropy(cell.model.scores(hidden[where]), targets[where] - 1)
+        full_scores = cell.model.scores(hidden[torch.arange(8), lengths - 1])
+        grouped_loss = train.batch_loss(cell, inputs, targets)["rec"]
+        grouped_scores = train.model_scorer(cell)(inputs, lengths)
+    assert len(train.groups(cell, inputs)) == 4  # widths 8, 16, 32, 40: the grouped path really ran
+    torch.testing.assert_close(grouped_loss, full_loss, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(grouped_scores, full_scores, atol=1e-5, rtol=1e-5)
