@@ -127,6 +127,17 @@ def test_malformed_files_name_file_and_line(tmp_path, files, where, message):
     assert where in str(e.value) and message in str(e.value)
 
 
+def test_data_list_shows_folder_datasets_and_broken_descriptors(tmp_path, capsys):
+    _recbole(tmp_path)
+    _write(tmp_path / "broken" / "dataset.yaml", ["fromat: csv"])
+    (tmp_path / "notes").mkdir()  # no descriptor, no known files: not a dataset
+    assert data_main(["list", "--data-dir", str(tmp_path)]) == 0
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert "present (recbole)" in rows["toy"] and "ml-1m" in rows
+    assert "unreadable" in rows["broken"] and "fromat" in rows["broken"]
+    assert "notes" not in rows
+
+
 def test_unknown_name_without_files_still_lists_registered_datasets(tmp_path):
     with pytest.raises(UnknownDatasetError, match="ml-1m"):
         load_dataset("nothing-here", tmp_path)

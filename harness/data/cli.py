@@ -11,7 +11,8 @@ from harness.data.errors import DataError
 from harness.data.fetch import fetch_dataset
 from harness.data.images import IMAGE_DIR, STATUS_FILE, download_images
 from harness.data.loading import DatasetNoteWarning, load_dataset, resolve_spec
-from harness.data.paths import dataset_folder
+from harness.data.folder import folder_spec
+from harness.data.paths import data_root, dataset_folder
 from harness.data.registry import get_spec, list_datasets
 from harness.data.stats import dataset_stats, format_stats
 
@@ -47,11 +48,28 @@ def _status(name: str, data_dir: str | None) -> str:
     return f"present ({layout.name})"
 
 
+def folder_datasets(data_dir: str | None) -> list[tuple[str, str]]:
+    """(name, status) of each unregistered sub-folder of the data root that loads as a folder dataset."""
+    root, found = data_root(data_dir), []
+    registered = set(list_datasets())
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and p.name not in registered) if root.is_dir() else []:
+        try:
+            spec = folder_spec(folder.name, folder)
+        except DataError as e:  # a broken dataset.yaml is listed with its reason, not skipped
+            found.append((folder.name, f"unreadable: {e}"))
+            continue
+        if spec is not None:
+            found.append((folder.name, f"present ({spec.layouts[0].name})"))
+    return found
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     for name in list_datasets():
         spec = get_spec(name)
         paper = "paper: {:,} / {:,} / {:,}".format(*spec.paper_stats) if spec.paper_stats else "not in the paper"
         print(f"{name:<16}{_status(name, args.data_dir):<28}{paper:<36}{spec.description}")
+    for name, status in folder_datasets(args.data_dir):
+        print(f"{name:<16}{status:<28}{'folder dataset':<36}files in {dataset_folder(name, args.data_dir)}")
     return 0
 
 
