@@ -58,11 +58,48 @@ def test_shard_rejects_bad_rank():
 # ----------------------------------------------------------------------------- batching
 
 
+def _lists(arrays) -> list[list[int]]:
+    return [a.tolist() for a in arrays]
+
+
+def _sorted_by_python(lengths: list[int]) -> list[int]:
+    """The planning order as it was before numpy (Python ``sorted``): longest first, ties by index."""
+    return sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+
+
+def _groups_by_python(lengths: list[int], budget: int) -> list[list[int]]:
+    """Token-budget groups as they were cut before numpy: one Python step per item."""
+    groups: list[list[int]] = []
+    for pos in _sorted_by_python(lengths):
+        if groups and (len(groups[-1]) + 1) * lengths[groups[-1][0]] <= budget:
+            groups[-1].append(pos)
+        else:
+            groups.append([pos])
+    return groups
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_numpy_plan_equals_the_python_plan(seed):
+    """Same chunks and batches as the Python planning had (so old shards and plans stay valid): random
+    lengths with many ties (few distinct values), lengths over the budget, chunk sizes that do not divide."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 3000))
+    lengths = rng.integers(1, [4, 40, 600][seed % 3], size=n).tolist()
+    chunk_size, budget = int(rng.integers(1, 700)), int(rng.choice([1, 7, 64, 512, 4096]))
+    order = _sorted_by_python(lengths)
+    assert _lists(length_sorted_chunks(lengths, chunk_size)) == [order[s : s + chunk_size] for s in range(0, n, chunk_size)]
+    assert _lists(token_budget_groups(lengths, budget)) == _groups_by_python(lengths, budget)
+    items = rng.permutation(n).tolist()
+    expected = [(tuple(items[p] for p in g), sum(lengths[p] for p in g), len(g) * max(lengths[p] for p in g))
+                for g in _groups_by_python(lengths, budget)]
+    assert [(b.items, b.tokens, b.padded) for b in chunk_batches(0, items, lengths, budget)] == expected
+
+
 def test_token_budget_groups_hand_computed():
     # sorted longest first: pos1 (10), pos2 (5), pos3 (5), pos0 (3), pos4 (1); budget 12 padded tokens
-    assert token_budget_groups([3, 10, 5, 5, 1], 12) == [[1], [2, 3], [0, 4]]
+    assert _lists(token_budget_groups([3, 10, 5, 5, 1], 12)) == [[1], [2, 3], [0, 4]]
     # an input longer than the budget still gets encoded, alone
-    assert token_budget_groups([50, 2, 2], 8) == [[0], [1, 2]]
+    assert _lists(token_budget_groups([50, 2, 2], 8)) == [[0], [1, 2]]
 
 
 def test_token_budget_never_exceeds_budget_and_keeps_every_item():
@@ -84,7 +121,7 @@ def test_chunk_batches_count_real_and_padded_tokens():
 
 def test_length_sorted_chunks_hand_computed():
     # lengths by item: 0:3 1:10 2:5 3:5 4:1 5:7 -> sorted longest first, ties by index: 1 5 2 3 0 4
-    assert length_sorted_chunks([3, 10, 5, 5, 1, 7], 4) == [[1, 5, 2, 3], [0, 4]]
+    assert _lists(length_sorted_chunks([3, 10, 5, 5, 1, 7], 4)) == [[1, 5, 2, 3], [0, 4]]
     assert length_sorted_chunks([], 4) == []
     with pytest.raises(ValueError):
         length_sorted_chunks([1], 0)
