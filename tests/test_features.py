@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -31,6 +33,8 @@ from harness.encoding.token_batches import (
 from harness.features.fingerprint import fingerprint
 from harness.features.layout import encoder_key, feature_dir
 from harness.features.merged import file_record, verify_merged
+
+REPO = Path(__file__).resolve().parents[1]
 
 # ----------------------------------------------------------------------------- shard()
 
@@ -227,6 +231,42 @@ def test_merge_refuses_missing_or_repeated_items(tmp_path):
         merge_shards(tmp_path, 5, 3)
     assert not (tmp_path / "features.npy").exists()  # nothing half-merged is published
     assert [p.name for p in tmp_path.iterdir()] == ["shards"]
+
+
+_MERGE_CHILD = """
+import json, sys
+from pathlib import Path
+from harness.encoding.merge import merge_shards
+
+def hwm():
+    return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM")) * 1024
+
+before = hwm()
+merge_shards(Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]))
+print(json.dumps({"grew": hwm() - before}))
+"""
+
+
+def test_merge_writes_np_save_bytes_and_its_memory_does_not_grow_with_the_matrix(tmp_path):
+    """Chunks of rows scattered over the whole file (as length-sorted chunks are), one of consecutive items,
+    a NaN row: ``features.npy`` is byte for byte what ``np.save`` writes for the assembled matrix. The merge
+    (a fresh process) grows its peak RSS by less than a third of the 123 MB matrix: written through a memory
+    map, the file's pages counted in its RSS (the whole matrix and more, measured; benchmarks/merge_rss.py)."""
+    n, dim, rng = 60_000, 512, np.random.default_rng(0)
+    expected = rng.standard_normal((n, dim), dtype=np.float32)
+    expected[7] = np.nan
+    order = np.concatenate([np.arange(2048), 2048 + rng.permutation(n - 2048)])
+    (tmp_path / "shards").mkdir()
+    for c, lo in enumerate(range(0, n, 2048)):
+        index = np.sort(order[lo : lo + 2048])
+        write_shard(tmp_path / "shards", c % 2, Shard(c, index, expected[index], np.ones(len(index), dtype=bool)))
+    expected[7] = 0  # a non-finite row is merged as a zero row, not valid
+    proc = subprocess.run([sys.executable, "-c", _MERGE_CHILD, str(tmp_path), str(n), str(dim)], cwd=REPO,
+                          capture_output=True, text=True, check=True)
+    assert json.loads(proc.stdout)["grew"] < expected.nbytes / 3
+    np.save(tmp_path / "expected.npy", expected)
+    assert file_record(tmp_path / "features.npy")["sha256"] == file_record(tmp_path / "expected.npy")["sha256"]
+    assert np.flatnonzero(~np.load(tmp_path / "valid.npy")).tolist() == [7]
 
 
 # ----------------------------------------------------------------------------- verified shards
