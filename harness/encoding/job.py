@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness.encoding.dist import Dist, on_rank0, say_on_rank0, start_distributed
+from harness.encoding.dist import Dist, groups_keep_timeout, on_rank0, say_on_rank0, start_distributed
 from harness.encoding.encode_loop import encode_pending, peak_memory
 from harness.encoding.folder import open_folder, pending_chunks
 from harness.encoding.lock import FolderLock
@@ -88,7 +88,7 @@ def run_job(dataset: Any, opts: EncodeOptions) -> tuple[Path, str]:
     job = plan_job(dataset, opts, info, ctx)
     lock = FolderLock(job.folder)  # taken by rank 0 only, for the whole job (harness.encoding.lock)
     try:
-        with cpu_threads(opts.threads, ctx.device) as threads:
+        with cpu_threads(opts.threads, ctx.device) as threads, groups_keep_timeout(ctx):
             state = _run(job, opts, ctx, lock, threads)
     finally:
         lock.release()  # rank 0, after the last collective: every rank has stopped writing
