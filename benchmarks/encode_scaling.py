@@ -83,7 +83,8 @@ def encode_figures(folder: Path, finished: bool, n_items: int) -> dict:
     if finished:
         m = json.loads((folder / "manifest.json").read_text())
         return {"items": m["throughput"]["items"], "encode_s": m["throughput"]["seconds"],
-                "job_peak_rss_mb": m["peak_memory"]["rss_bytes_max_rank"] / 2**20, "chunk_size": m["chunk_size"]}
+                "job_peak_rss_mb": m["peak_memory"]["rss_bytes_max_rank"] / 2**20, "chunk_size": m["chunk_size"],
+                "cpu_threads": m.get("cpu_threads")}
     plan = folder / "shards" / "plan.json"
     shards = sorted((folder / "shards").glob("*.safetensors"), key=lambda p: p.stat().st_mtime)
     if not plan.is_file() or not shards:

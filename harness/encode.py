@@ -42,6 +42,8 @@ def parse_args(argv: list[str] | None) -> tuple[str, str | None, EncodeOptions]:
     p.add_argument("--batch-size", type=int, default=256, help="images per batch")
     p.add_argument("--dtype", choices=DTYPES, help="default float32 on CPU, the encoder's preferred dtype on GPU")
     p.add_argument("--num-workers", type=int, help="DataLoader workers per process (default 0 on CPU)")
+    p.add_argument("--threads", type=int, help="CPU: torch threads per process (default OMP_NUM_THREADS when set, else 1: "
+                                                "the count can change a last bit; for more CPU run more processes)")
     p.add_argument("--limit", type=int, help="encode only the first N items")
     p.add_argument("--chunk-size", type=int, help="items per shard (default from the item count)")
     p.add_argument("--ds-config", help=f"DeepSpeed config for --strategy zero3 (default {DEFAULT_DS_CONFIG.relative_to(REPO)})")
@@ -59,8 +61,8 @@ def parse_args(argv: list[str] | None) -> tuple[str, str | None, EncodeOptions]:
     a = p.parse_args(argv)
     opts = EncodeOptions(encoder=a.encoder, modality=a.modality, cache_dir=a.cache_dir, cpu=a.cpu, strategy=a.strategy,
                          batch_tokens=a.batch_tokens, batch_size=a.batch_size, dtype=a.dtype, num_workers=a.num_workers,
-                         limit=a.limit, chunk_size=a.chunk_size, trust_remote_code=a.trust_remote_code,
-                         overwrite=a.overwrite, wait=not a.no_wait, ds_config=a.ds_config, random_weights=a.random_weights,
+                         threads=a.threads, limit=a.limit, chunk_size=a.chunk_size,
+                         trust_remote_code=a.trust_remote_code, overwrite=a.overwrite, wait=not a.no_wait, ds_config=a.ds_config, random_weights=a.random_weights,
                          compile=a.compile, progress=not a.no_progress, collective_timeout=a.collective_timeout)
     return a.dataset, a.data_dir, opts
 

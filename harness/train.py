@@ -24,7 +24,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from harness.batching import SequenceStore, batches, to_tensor, training_samples, width_groups
 from harness.config import Config, load, to_yaml
@@ -36,6 +35,7 @@ from harness.kdsr.monitor import MONITOR_SEED
 from harness import checkpoint
 from harness import run_schema as schema
 from harness.models import build_model
+from harness.progress import progress
 from harness.run_schema import encoder_record, is_part_metric, machine_tags, part_metric, run_params, run_tags
 from harness.archive.spool import SpoolLogger
 from harness.tracking import Logger, run_exists, tracking_uri
@@ -219,7 +219,7 @@ def train_epoch(cell: Cell, samples: tuple[np.ndarray, ...], epoch: int) -> dict
     sums: dict[str, float] = {}
     n_batches = -(-len(samples[0]) // cfg.train.batch_size)
     stream = batches(cell.store, samples, windows, cfg.train.batch_size, cfg.dataset.max_len, rng)
-    bar = tqdm(stream, total=n_batches, desc=f"epoch {epoch}", leave=False, mininterval=2, dynamic_ncols=True)
+    bar = progress(stream, total=n_batches, desc=f"epoch {epoch}", leave=False, mininterval=2, dynamic_ncols=True)
     for step, (inputs, targets) in enumerate(bar):
         losses = batch_loss(cell, to_tensor(inputs, cell.device), to_tensor(targets, cell.device))
         cell.optimizer.zero_grad(set_to_none=True)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from harness.encode import main
 from harness.features import load_features
@@ -113,6 +114,19 @@ def test_accelerate_launch_two_processes(one_process, tmp_path):
     feats = np.load(two / "features.npy")
     assert np.array_equal(feats, np.load(folder(tmp_path / "one", dataset="ml-1m.first512") / "features.npy"))
     np.testing.assert_allclose(feats, np.load(folder(one_process) / "features.npy")[:512], rtol=1e-4, atol=1e-5)
+
+
+def test_threads_one_by_default_or_as_asked_and_the_callers_count_is_kept(one_process, tmp_path, monkeypatch):
+    """One intra-op thread per CPU process unless asked (harness.encoding.threads: the count can change a last bit,
+    so it never comes from the machine); an in-process encode restores the caller's count."""
+    assert json.loads((folder(one_process) / "manifest.json").read_text())["cpu_threads"] == 1
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    before = torch.get_num_threads()
+    assert main(["--encoder", "tiny-llama", "--threads", "3", "--cache-dir", str(tmp_path), *COMMON]) == 0
+    assert torch.get_num_threads() == before
+    assert json.loads((folder(tmp_path) / "manifest.json").read_text())["cpu_threads"] == 3
+    np.testing.assert_allclose(np.load(folder(tmp_path) / "features.npy"), np.load(folder(one_process) / "features.npy"),
+                               rtol=0, atol=1e-6)
 
 
 def test_unknown_encoder_is_a_clear_error(tmp_path):

@@ -4,33 +4,17 @@ one machine), a killed rank, and the Slurm scripts' argument handling (run with 
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
-import psutil
+from node_agents import PY, REPO, env, finish, free_port, kill_node1_rank_after_its_first_shard, start_agents, stop
 
 from harness.encode import main
 from harness.encoding.shards import finished_chunks
 
-REPO = Path(__file__).resolve().parents[1]
-PY = sys.executable
 SMALL = ["--encoder", "tiny-llama", "--cpu", "--chunk-size", "64", "--batch-tokens", "256"]
-
-
-def _env(**extra: str) -> dict:
-    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPO), **extra}
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _folder(root: Path, dataset: str) -> Path:
@@ -74,10 +58,10 @@ def test_without_dataset_every_present_dataset_is_encoded(tmp_path, data_dir, ca
 
 def test_multi_gpu_launch_without_gpus_is_one_clear_error(tmp_path):
     cmd = [str(Path(PY).parent / "accelerate"), "launch", "--config_file", "accelerate_config.yaml", "--num_processes", "2",
-           "--main_process_port", str(_port()), "harness/encode.py", "--encoder", "tiny-llama", "--dataset", "ml-1m",
+           "--main_process_port", str(free_port()), "harness/encode.py", "--encoder", "tiny-llama", "--dataset", "ml-1m",
            "--cache-dir", str(tmp_path)]
     start = time.monotonic()
-    proc = subprocess.run(cmd, cwd=REPO, env=_env(CUDA_VISIBLE_DEVICES=""), capture_output=True, text=True, timeout=240)
+    proc = subprocess.run(cmd, cwd=REPO, env=env(CUDA_VISIBLE_DEVICES=""), capture_output=True, text=True, timeout=240)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert out.count("has 0 CUDA GPU(s) but the launcher started 2 processes") == 1, out[-4000:]
@@ -88,11 +72,11 @@ def test_multi_gpu_launch_without_gpus_is_one_clear_error(tmp_path):
 
 def test_node_launcher_without_gpu_stops_before_launching(tmp_path):
     """slurm/encode.sh's launcher (``harness encode-node``) on a node without GPUs: one clear line, nothing started."""
-    env = _env(CUDA_VISIBLE_DEVICES="")
+    environ = env(CUDA_VISIBLE_DEVICES="")
     for key in ("SLURM_JOB_ID", "SLURM_GPUS_ON_NODE", "SLURM_JOB_NUM_NODES", "SLURM_JOB_NODELIST"):
-        env.pop(key, None)
+        environ.pop(key, None)
     proc = subprocess.run([PY, "-m", "harness.cli", "encode-node", "--encoder", "llama-7b", "--cache-dir", str(tmp_path)],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+                          cwd=REPO, env=environ, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and proc.stdout == ""
     assert proc.stderr.count("\n") == 1 and "no GPU on" in proc.stderr and "--cpu" in proc.stderr
     assert not any(tmp_path.iterdir())
@@ -101,48 +85,10 @@ def test_node_launcher_without_gpu_stops_before_launching(tmp_path):
 # ----------------------------------------------------------------------------- B, C: two node agents
 
 
-def _agents(args: list[str], env: dict) -> list[subprocess.Popen]:
-    """Two torchrun node agents (1 process each), c10d rendezvous on 127.0.0.1: a two-node job on one machine."""
-    endpoint, run_id = f"127.0.0.1:{_port()}", f"t{os.getpid()}{time.monotonic_ns()}"
-    procs = []
-    for node in (0, 1):
-        cmd = [PY, "-m", "torch.distributed.run", "--nnodes", "2", "--node_rank", str(node), "--nproc_per_node", "1",
-               "--rdzv_backend", "c10d", "--rdzv_endpoint", endpoint, "--rdzv_id", run_id, "harness/encode.py", *args]
-        procs.append(subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                      start_new_session=True))
-        if node == 0:  # node 0's agent hosts the rendezvous store, as the first node of a Slurm job does
-            _wait_listening(endpoint, procs[0])
-    return procs
-
-
-def _wait_listening(endpoint: str, agent: subprocess.Popen, timeout: float = 120) -> None:
-    host, port = endpoint.split(":")
-    deadline = time.monotonic() + timeout
-    while agent.poll() is None and time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex((host, int(port))) == 0:
-                return
-        time.sleep(0.1)
-    raise AssertionError(f"node 0's agent is not serving the rendezvous store on {endpoint}")
-
-
-def _finish(procs: list[subprocess.Popen], timeout: float = 300) -> list[tuple[int, str]]:
-    out = []
-    try:
-        for p in procs:
-            text, _ = p.communicate(timeout=timeout)
-            out.append((p.returncode, text))
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGKILL)
-    return out
-
-
 def test_two_node_agents_give_the_one_process_cache(tmp_path):
     args = [*SMALL, "--dataset", "ml-1m", "--limit", "640"]
     assert main([*args, "--no-progress", "--cache-dir", str(tmp_path / "one")]) == 0
-    results = _finish(_agents([*args, "--cache-dir", str(tmp_path / "two")], _env()))
+    results = finish(start_agents([*args, "--cache-dir", str(tmp_path / "two")], env()))
     for rc, text in results:
         assert rc == 0, text[-5000:]
     one, two = _folder(tmp_path / "one", "ml-1m.first640"), _folder(tmp_path / "two", "ml-1m.first640")
@@ -157,27 +103,13 @@ def test_a_killed_rank_ends_the_job_in_bounded_time_and_a_rerun_resumes(tmp_path
     args = [*SMALL, "--dataset", "ml-1m", "--limit", "640", "--no-progress", "--collective-timeout", "60"]
     root = tmp_path / "killed"
     shards = _folder(root, "ml-1m.first640") / "shards"
-    procs = _agents([*args, "--cache-dir", str(root)], _env(HARNESS_ENCODE_SLOW_S="0.3"))
+    procs = start_agents([*args, "--cache-dir", str(root)], env(HARNESS_ENCODE_SLOW_S="0.3"))
     try:
-        deadline = time.monotonic() + 240
-        # the worker of node 1 (node 0's agent hosts the store; killing a worker leaves its agent's store up)
-        while not (workers := [c for c in psutil.Process(procs[1].pid).children(recursive=True)
-                               if "encode.py" in " ".join(c.cmdline()) and "RANK" in c.environ()]):
-            assert time.monotonic() < deadline, "node 1 started no worker in time"
-            time.sleep(0.05)
-        rank = int(workers[0].environ()["RANK"])
-        while not [p for p in finished_chunks(shards).values() if int(p.name.split("-")[0]) == rank]:
-            assert all(p.poll() is None for p in procs), "the job ended before a rank could be killed"
-            assert time.monotonic() < deadline, f"rank {rank} wrote no shard in time"
-            time.sleep(0.05)
-        workers[0].send_signal(signal.SIGKILL)
-        killed = time.monotonic()
-        results = _finish(procs, timeout=120)
+        killed = kill_node1_rank_after_its_first_shard(procs, shards)
+        results = finish(procs, timeout=120)
         took = time.monotonic() - killed
     finally:
-        for p in procs:
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGKILL)
+        stop(procs)
     assert all(rc != 0 for rc, _ in results)
     log = "".join(text for _, text in results)
     assert "collective failed" in log and "rerun the same command to resume" in log, log[-5000:]

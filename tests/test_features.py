@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -31,6 +33,8 @@ from harness.encoding.token_batches import (
 from harness.features.fingerprint import fingerprint
 from harness.features.layout import encoder_key, feature_dir
 from harness.features.merged import file_record, verify_merged
+
+REPO = Path(__file__).resolve().parents[1]
 
 # ----------------------------------------------------------------------------- shard()
 
@@ -58,11 +62,48 @@ def test_shard_rejects_bad_rank():
 # ----------------------------------------------------------------------------- batching
 
 
+def _lists(arrays) -> list[list[int]]:
+    return [a.tolist() for a in arrays]
+
+
+def _sorted_by_python(lengths: list[int]) -> list[int]:
+    """The planning order as it was before numpy (Python ``sorted``): longest first, ties by index."""
+    return sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+
+
+def _groups_by_python(lengths: list[int], budget: int) -> list[list[int]]:
+    """Token-budget groups as they were cut before numpy: one Python step per item."""
+    groups: list[list[int]] = []
+    for pos in _sorted_by_python(lengths):
+        if groups and (len(groups[-1]) + 1) * lengths[groups[-1][0]] <= budget:
+            groups[-1].append(pos)
+        else:
+            groups.append([pos])
+    return groups
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_numpy_plan_equals_the_python_plan(seed):
+    """Same chunks and batches as the Python planning had (so old shards and plans stay valid): random
+    lengths with many ties (few distinct values), lengths over the budget, chunk sizes that do not divide."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 3000))
+    lengths = rng.integers(1, [4, 40, 600][seed % 3], size=n).tolist()
+    chunk_size, budget = int(rng.integers(1, 700)), int(rng.choice([1, 7, 64, 512, 4096]))
+    order = _sorted_by_python(lengths)
+    assert _lists(length_sorted_chunks(lengths, chunk_size)) == [order[s : s + chunk_size] for s in range(0, n, chunk_size)]
+    assert _lists(token_budget_groups(lengths, budget)) == _groups_by_python(lengths, budget)
+    items = rng.permutation(n).tolist()
+    expected = [(tuple(items[p] for p in g), sum(lengths[p] for p in g), len(g) * max(lengths[p] for p in g))
+                for g in _groups_by_python(lengths, budget)]
+    assert [(b.items, b.tokens, b.padded) for b in chunk_batches(0, items, lengths, budget)] == expected
+
+
 def test_token_budget_groups_hand_computed():
     # sorted longest first: pos1 (10), pos2 (5), pos3 (5), pos0 (3), pos4 (1); budget 12 padded tokens
-    assert token_budget_groups([3, 10, 5, 5, 1], 12) == [[1], [2, 3], [0, 4]]
+    assert _lists(token_budget_groups([3, 10, 5, 5, 1], 12)) == [[1], [2, 3], [0, 4]]
     # an input longer than the budget still gets encoded, alone
-    assert token_budget_groups([50, 2, 2], 8) == [[0], [1, 2]]
+    assert _lists(token_budget_groups([50, 2, 2], 8)) == [[0], [1, 2]]
 
 
 def test_token_budget_never_exceeds_budget_and_keeps_every_item():
@@ -84,7 +125,7 @@ def test_chunk_batches_count_real_and_padded_tokens():
 
 def test_length_sorted_chunks_hand_computed():
     # lengths by item: 0:3 1:10 2:5 3:5 4:1 5:7 -> sorted longest first, ties by index: 1 5 2 3 0 4
-    assert length_sorted_chunks([3, 10, 5, 5, 1, 7], 4) == [[1, 5, 2, 3], [0, 4]]
+    assert _lists(length_sorted_chunks([3, 10, 5, 5, 1, 7], 4)) == [[1, 5, 2, 3], [0, 4]]
     assert length_sorted_chunks([], 4) == []
     with pytest.raises(ValueError):
         length_sorted_chunks([1], 0)
@@ -190,6 +231,42 @@ def test_merge_refuses_missing_or_repeated_items(tmp_path):
         merge_shards(tmp_path, 5, 3)
     assert not (tmp_path / "features.npy").exists()  # nothing half-merged is published
     assert [p.name for p in tmp_path.iterdir()] == ["shards"]
+
+
+_MERGE_CHILD = """
+import json, sys
+from pathlib import Path
+from harness.encoding.merge import merge_shards
+
+def hwm():
+    return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM")) * 1024
+
+before = hwm()
+merge_shards(Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]))
+print(json.dumps({"grew": hwm() - before}))
+"""
+
+
+def test_merge_writes_np_save_bytes_and_its_memory_does_not_grow_with_the_matrix(tmp_path):
+    """Chunks of rows scattered over the whole file (as length-sorted chunks are), one of consecutive items,
+    a NaN row: ``features.npy`` is byte for byte what ``np.save`` writes for the assembled matrix. The merge
+    (a fresh process) grows its peak RSS by less than a third of the 123 MB matrix: written through a memory
+    map, the file's pages counted in its RSS (the whole matrix and more, measured; benchmarks/merge_rss.py)."""
+    n, dim, rng = 60_000, 512, np.random.default_rng(0)
+    expected = rng.standard_normal((n, dim), dtype=np.float32)
+    expected[7] = np.nan
+    order = np.concatenate([np.arange(2048), 2048 + rng.permutation(n - 2048)])
+    (tmp_path / "shards").mkdir()
+    for c, lo in enumerate(range(0, n, 2048)):
+        index = np.sort(order[lo : lo + 2048])
+        write_shard(tmp_path / "shards", c % 2, Shard(c, index, expected[index], np.ones(len(index), dtype=bool)))
+    expected[7] = 0  # a non-finite row is merged as a zero row, not valid
+    proc = subprocess.run([sys.executable, "-c", _MERGE_CHILD, str(tmp_path), str(n), str(dim)], cwd=REPO,
+                          capture_output=True, text=True, check=True)
+    assert json.loads(proc.stdout)["grew"] < expected.nbytes / 3
+    np.save(tmp_path / "expected.npy", expected)
+    assert file_record(tmp_path / "features.npy")["sha256"] == file_record(tmp_path / "expected.npy")["sha256"]
+    assert np.flatnonzero(~np.load(tmp_path / "valid.npy")).tolist() == [7]
 
 
 # ----------------------------------------------------------------------------- verified shards

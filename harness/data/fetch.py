@@ -10,12 +10,11 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
-from tqdm import tqdm
-
 from harness.data.errors import ChecksumError, DataError
 from harness.atomic import atomic_path
 from harness.data.paths import dataset_folder
 from harness.data.registry import Source, get_spec
+from harness.progress import progress
 
 
 def _stream(url: str, dest: Path, timeout: float) -> dict[str, str]:
@@ -24,7 +23,7 @@ def _stream(url: str, dest: Path, timeout: float) -> dict[str, str]:
     written = 0
     with urllib.request.urlopen(url, timeout=timeout) as response, open(dest, "wb") as out:
         total = response.headers.get("Content-Length")
-        with tqdm(
+        with progress(
             total=int(total) if total else None, unit="B", unit_scale=True, desc=Path(url).name, leave=False
         ) as bar:
             while block := response.read(1 << 20):

@@ -15,10 +15,9 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm import tqdm
-
 from harness.data.download import fetch_image
 from harness.atomic import atomic_path
+from harness.progress import progress
 
 IMAGE_DIR = "images"
 STATUS_FILE = "status.jsonl"
@@ -119,7 +118,7 @@ def download_images(
         _open_log(folder / IMAGE_DIR / STATUS_FILE) as log,
     ):
         futures = [pool.submit(_download_one, folder, item, url, timeout, retries) for item, url in todo]
-        for future in tqdm(as_completed(futures), total=len(futures), desc="images", unit=" img"):
+        for future in progress(as_completed(futures), total=len(futures), desc="images", unit=" img"):
             record = future.result()
             log.write(json.dumps(record) + "\n")
             log.flush()  # written as each item finishes: a killed run keeps what it fetched

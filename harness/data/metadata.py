@@ -12,11 +12,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tqdm import tqdm
-
 from harness.data.errors import DataFormatError
 from harness.data.files import stream_lines
 from harness.data.paths import cache_root
+from harness.progress import progress
 
 _ASIN = re.compile(r"""["'](?:parent_asin|asin)["']\s*:\s*["']([^"']+)["']""")
 
@@ -126,7 +125,7 @@ def read_meta_lines(path: Path, wanted: set[str], form: str) -> dict[str, ItemMe
     """
     convert = meta_2014 if form == "2014" else meta_2023
     out: dict[str, ItemMeta] = {}
-    for number, line in tqdm(stream_lines(path), desc=f"reading {path.name}", unit=" lines", leave=False):
+    for number, line in progress(stream_lines(path), desc=f"reading {path.name}", unit=" lines", leave=False):
         ids = _ASIN.findall(line)
         if ids and not wanted.intersection(ids):
             continue
@@ -148,7 +147,7 @@ def read_meta_parquet(path: Path, wanted: set[str]) -> dict[str, ItemMeta]:
         "parquet", data_files=str(path), split="train", cache_dir=str(cache_root() / "hf-datasets")
     )
     out: dict[str, ItemMeta] = {}
-    for record in tqdm(table, desc=f"reading {path.name}", unit=" items", leave=False):
+    for record in progress(table, desc=f"reading {path.name}", unit=" items", leave=False):
         ids = [i for i in _ids(record) if i in wanted]
         if ids:
             meta = meta_2023(record)

@@ -7,6 +7,7 @@
     folder       rank 0: complete / merge / encode, --overwrite, pending chunks
     lock         one job per feature folder (flock)
     model        the encoder per rank (data parallel or ZeRO-3)
+    threads      CPU intra-op threads of a job (one per process unless asked)
     loader       DataLoader workers: raw inputs -> preprocessed batches, per-item failures
     writer       encoded batches -> one shard per finished chunk
     shards       atomic, self-verifying shard files

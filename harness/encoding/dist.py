@@ -6,6 +6,8 @@ import datetime
 import os
 import socket
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +49,11 @@ def shard(n_items: int, rank: int, world_size: int) -> range:
     return range(rank, n_items, world_size)
 
 
+def comm_failure(exc: BaseException) -> bool:
+    """A failed or timed-out collective: torch's DistError family (NCCL), or the RuntimeError gloo raises."""
+    return isinstance(exc, torch.distributed.DistError) or (isinstance(exc, RuntimeError) and "gloo" in str(exc))
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -67,11 +74,25 @@ class Dist:
         try:
             fn(*args, **kwargs)
         except Exception as exc:  # gloo: connection closed / timed out; NCCL: DistBackendError
-            first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-            raise RankFailed(
-                f"encode: rank {self.rank} of {self.world} on {socket.gethostname()}: the {what} collective failed "
-                f"({first}): another rank of this job died or did not answer within --collective-timeout "
-                f"{self.timeout:g}s. Finished shards are kept; rerun the same command to resume.") from exc
+            raise self._failed(what, exc) from exc
+
+    def in_collective(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """``fn(*args, **kwargs)``, which runs collectives of its own (DeepSpeed's: ZeRO-3 initialisation, the
+        parameter all-gathers of each forward): a failed one (a dead or stuck peer) is the same ``RankFailed``
+        as ours, instead of a traceback from inside DeepSpeed; any other error is raised as it is."""
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            if not comm_failure(exc):
+                raise
+            raise self._failed(what, exc) from exc
+
+    def _failed(self, what: str, exc: Exception) -> RankFailed:
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        return RankFailed(
+            f"encode: rank {self.rank} of {self.world} on {socket.gethostname()}: the {what} collective failed "
+            f"({first}): another rank of this job died or did not answer within --collective-timeout "
+            f"{self.timeout:g}s. Finished shards are kept; rerun the same command to resume.")
 
     def barrier(self) -> None:
         if self.world > 1:
@@ -108,6 +129,28 @@ def start_distributed(opts: EncodeOptions, strategy: str) -> Dist:
     state = PartialState(cpu=cpu, timeout=datetime.timedelta(seconds=opts.collective_timeout))
     return Dist(rank=state.process_index, world=state.num_processes, device=torch.device(state.device),
                 timeout=opts.collective_timeout)
+
+
+@contextmanager
+def groups_keep_timeout(ctx: Dist) -> Iterator[None]:
+    """Process groups made inside without a timeout get --collective-timeout, not torch's default (30 min
+    gloo, 10 min NCCL). DeepSpeed makes its own: ``TorchBackend.new_group(ranks)`` passes no timeout
+    (``DEEPSPEED_TIMEOUT`` only reaches a group DeepSpeed initialises itself), and ``deepspeed.initialize``
+    broadcasts the model over its clone of the world group, where a stuck rank held the others 30 min."""
+    c10d = torch.distributed.distributed_c10d  # _get_default_timeout reads these two names at each call
+    saved = c10d.default_pg_timeout, c10d.default_pg_nccl_timeout
+    c10d.default_pg_timeout = c10d.default_pg_nccl_timeout = datetime.timedelta(seconds=ctx.timeout)
+    try:
+        yield
+    finally:
+        c10d.default_pg_timeout, c10d.default_pg_nccl_timeout = saved
+
+
+def group_timeouts() -> list[float]:
+    """The distinct collective timeouts (seconds) of every process group of this process (what the manifest
+    records under ZeRO-3: DeepSpeed's groups included)."""
+    c10d, cpu = torch.distributed.distributed_c10d, torch.device("cpu")
+    return sorted({pg._get_backend(cpu).options._timeout.total_seconds() for pg in c10d._world.pg_map})
 
 
 def on_rank0(ctx: Dist, fn: Any) -> Any:

@@ -3,6 +3,7 @@ written as one atomic shard per finished chunk."""
 
 from __future__ import annotations
 
+import functools
 import os
 import resource
 import time
@@ -44,13 +45,16 @@ def encode_pending(job: Job, encoder: Any, pending: list[int], opts: EncodeOptio
     writer = ChunkWriter(job.folder / "shards", ctx.rank, batches)
     progress = Progress(job.folder / "shards", {c: len(job.chunks[c]) for c in pending}, set(mine), ctx.world,
                         enabled=ctx.rank == 0 and opts.progress)
+    encode = encoder.encode
+    if job.strategy == "zero3":  # every forward gathers the parameters: a collective
+        encode = functools.partial(ctx.in_collective, "ZeRO-3 parameter all-gather", encoder.encode)
     slow = float(os.environ.get("HARNESS_ENCODE_SLOW_S", "0"))  # test hook: seconds added per batch
     start = time.perf_counter()
     # shared writer lock while this rank writes (released before the final collective, so a rank stuck
     # there after its rank 0 died never holds up the next job)
     with FolderLock(job.folder, WRITERS_NAME, shared=True):
         for batch, inputs, keep, failures in loader:
-            feats = encode_inputs(encoder.encode, inputs, len(batch.items), keep, job.info.dim)
+            feats = encode_inputs(encode, inputs, len(batch.items), keep, job.info.dim)
             if not batch.dummy:
                 writer.add(batch, feats, drop_nonfinite(batch.items, feats, failures))
                 progress.update(len(batch.items))

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness.encoding.dist import Dist, on_rank0, say_on_rank0, start_distributed
+from harness.encoding.dist import Dist, groups_keep_timeout, on_rank0, say_on_rank0, start_distributed
 from harness.encoding.encode_loop import encode_pending, peak_memory
 from harness.encoding.folder import open_folder, pending_chunks
 from harness.encoding.lock import FolderLock
@@ -25,6 +25,7 @@ from harness.encoding.merge import merge_shards
 from harness.encoding.model import load_encoder
 from harness.encoding.options import STRATEGIES, EncodeOptions, check_choice
 from harness.encoding.plan import Job, catalogue_lengths, plan_job, set_chunks
+from harness.encoding.threads import cpu_threads
 from harness.features.manifest import library_versions, write_json_atomic
 
 
@@ -87,30 +88,40 @@ def run_job(dataset: Any, opts: EncodeOptions) -> tuple[Path, str]:
     job = plan_job(dataset, opts, info, ctx)
     lock = FolderLock(job.folder)  # taken by rank 0 only, for the whole job (harness.encoding.lock)
     try:
-        state = on_rank0(ctx, lambda: open_folder(job, opts, lock))
-        if state == "complete":
-            say_on_rank0(ctx, f"encode: {job.folder} is already complete")
-            return job.folder, "complete"
-        start = time.perf_counter()  # the wall clock of this run's work (after the encoder loads, when it does)
-        if state == "merge":
-            job.plan["chunk_size"], job.plan["chunk_order"] = ctx.broadcast((job.plan["chunk_size"], job.plan.get("chunk_order")))
-            pending: list[int] = []
-            stats = {"items": 0, "tokens": 0, "padded_tokens": 0, "batches": 0, "chunks": 0, "seconds": 0.0,
-                     "rank": ctx.rank, **peak_memory(ctx.device)}
-            say_on_rank0(ctx, f"encode: all {job.n_chunks} shards are there and verified; merging them")
-        else:
-            encoder, _keep_alive = load_encoder(job, opts, ctx)
-            start = time.perf_counter()
-            set_chunks(job, catalogue_lengths(job, encoder, ctx))
-            pending = on_rank0(ctx, lambda: pending_chunks(job, opts.wait))
-            say_on_rank0(ctx, f"encode: {len(job.chunks)} chunks of {job.plan['chunk_size']} items, {len(pending)} to do, "
-                      f"{ctx.world} process(es), {job.strategy}, {job.dtype} on {ctx.device.type}")
-            stats = encode_pending(job, encoder, pending, opts, ctx)
-        finish(job, pending, stats, start, ctx)
+        with cpu_threads(opts.threads, ctx.device) as threads, groups_keep_timeout(ctx):
+            state = _run(job, opts, ctx, lock, threads)
     finally:
         lock.release()  # rank 0, after the last collective: every rank has stopped writing
-    say_on_rank0(ctx, f"encode: wrote {job.folder}")
-    return job.folder, "encoded"
+    if state == "encoded":
+        say_on_rank0(ctx, f"encode: wrote {job.folder}")
+    return job.folder, state
+
+
+def _run(job: Job, opts: EncodeOptions, ctx: Dist, lock: FolderLock, threads: int | None) -> str:
+    state = on_rank0(ctx, lambda: open_folder(job, opts, lock))
+    if state == "complete":
+        say_on_rank0(ctx, f"encode: {job.folder} is already complete")
+        return "complete"
+    start = time.perf_counter()  # the wall clock of this run's work (after the encoder loads, when it does)
+    if threads:
+        job.extra["cpu_threads"] = threads
+    if state == "merge":
+        job.plan["chunk_size"], job.plan["chunk_order"] = ctx.broadcast((job.plan["chunk_size"], job.plan.get("chunk_order")))
+        pending: list[int] = []
+        stats = {"items": 0, "tokens": 0, "padded_tokens": 0, "batches": 0, "chunks": 0, "seconds": 0.0,
+                 "rank": ctx.rank, **peak_memory(ctx.device)}
+        say_on_rank0(ctx, f"encode: all {job.n_chunks} shards are there and verified; merging them")
+    else:
+        encoder, _keep_alive = load_encoder(job, opts, ctx)
+        start = time.perf_counter()
+        set_chunks(job, catalogue_lengths(job, encoder, ctx))
+        pending = on_rank0(ctx, lambda: pending_chunks(job, opts.wait))
+        where = f"{job.dtype} on {ctx.device.type}" + (f", {threads} thread(s) per process" if threads else "")
+        say_on_rank0(ctx, f"encode: {len(job.chunks)} chunks of {job.plan['chunk_size']} items, {len(pending)} to do, "
+                          f"{ctx.world} process(es), {job.strategy}, {where}")
+        stats = encode_pending(job, encoder, pending, opts, ctx)
+    finish(job, pending, stats, start, ctx)
+    return "encoded"
 
 
 def encode_dataset(dataset: Any, encoder: str, modality: str | None = None,

@@ -7,6 +7,7 @@ what later runs and ``load_features`` check them against (``harness.features.mer
 
 from __future__ import annotations
 
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,8 +60,34 @@ def check_disk_space(folder: Path, n_items: int, dim: int) -> None:
                          "(the shards are kept, nothing is encoded again)")
 
 
-def _fill(folder: Path, matrix: np.ndarray, valid: np.ndarray, result: MergeResult) -> None:
-    """Copy every verified shard's rows into place; fail unless each item is covered exactly once."""
+class RowFile:
+    """A new float32 [n_items, dim] .npy file, written by rows with ``pwrite``. The merging process never
+    maps it: through a memory map, the file's pages counted in its RSS (measured: +0.9 GB for one 64 MB
+    shard's scattered rows into a 1.6 GB matrix, the kernel mapping whole page-cache folios per row)."""
+
+    def __init__(self, path: Path, n_items: int, dim: int):
+        np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n_items, dim))  # header, sized; rows sparse
+        self.shape, self.row_bytes = (n_items, dim), dim * 4
+        self.offset = path.stat().st_size - n_items * self.row_bytes
+        self.fd = os.open(path, os.O_WRONLY)
+
+    def put(self, index: np.ndarray, rows: np.ndarray) -> None:
+        """``rows[k]`` becomes row ``index[k]``: one write per run of consecutive items."""
+        order = np.argsort(index, kind="stable")
+        index, rows = index[order], np.ascontiguousarray(rows[order], dtype=np.float32)
+        starts = np.flatnonzero(np.diff(index, prepend=-2) != 1)
+        for a, b in zip(starts.tolist(), [*starts[1:].tolist(), len(index)]):
+            data, at = memoryview(rows[a:b]).cast("B"), self.offset + int(index[a]) * self.row_bytes
+            while data:  # a regular file may take fewer bytes than asked
+                done = os.pwrite(self.fd, data, at)
+                data, at = data[done:], at + done
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+def _fill(folder: Path, matrix: RowFile, valid: np.ndarray, result: MergeResult) -> None:
+    """Write every verified shard's rows into place; fail unless each item is covered exactly once."""
     n_items, dim = matrix.shape
     seen = np.zeros(n_items, dtype=np.int64)
     for chunk, path in sorted(finished_chunks(folder / "shards").items()):
@@ -80,7 +107,7 @@ def _fill(folder: Path, matrix: np.ndarray, valid: np.ndarray, result: MergeResu
             feats[bad] = 0
             ok[bad] = False
             failures += [{"item": int(i), "reason": NONFINITE} for i in shard.index[bad]]
-        matrix[shard.index] = feats
+        matrix.put(shard.index, feats)
         valid[shard.index] = ok
         np.add.at(seen, shard.index, 1)
         result.failures += failures
@@ -95,12 +122,11 @@ def merge_shards(folder: Path, n_items: int, dim: int) -> MergeResult:
     valid = np.zeros(n_items, dtype=np.bool_)
     result = MergeResult(n_valid=0)
     with atomic_path(folder / MERGED[0], suffix=TMP_NPY) as tmp_f, atomic_path(folder / MERGED[1], suffix=TMP_NPY) as tmp_v:
-        matrix = np.lib.format.open_memmap(tmp_f, mode="w+", dtype=np.float32, shape=(n_items, dim))
+        matrix = RowFile(tmp_f, n_items, dim)
         try:
             _fill(folder, matrix, valid, result)
-            matrix.flush()
         finally:
-            del matrix
+            matrix.close()
         np.save(tmp_v, valid)
     result.merged = {name: file_record(folder / name) for name in MERGED}
     result.n_valid = int(valid.sum())

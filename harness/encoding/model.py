@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from harness.encoding.dist import Dist
+from harness.encoding.dist import Dist, group_timeouts
 from harness.encoding.options import DEFAULT_DS_CONFIG, EncodeOptions
 from harness.encoding.plan import Job
 
@@ -51,12 +51,14 @@ def _load_zero3(job: Job, opts: EncodeOptions, ctx: Dist) -> tuple[Any, Any]:
     hf_config = HfDeepSpeedConfig(config)  # must be alive while the weights load
     encoder = create_encoder(opts.encoder, **_create_kwargs(job, opts, ctx))
     partitioned_at_load = any(hasattr(p, "ds_id") for p in encoder.module.parameters())
-    engine, *_ = deepspeed.initialize(model=encoder.module, config=config, dist_init_required=False)
+    engine, *_ = ctx.in_collective("ZeRO-3 initialisation", deepspeed.initialize, model=encoder.module, config=config,
+                                   dist_init_required=False)
     engine.module.eval()
     params = list(encoder.module.parameters())
     job.extra["zero3"] = {"partitioned_at_load": partitioned_at_load,
                           "rank0_param_numel": sum(p.ds_tensor.numel() for p in params),
-                          "total_param_numel": sum(p.ds_numel for p in params)}
+                          "total_param_numel": sum(p.ds_numel for p in params),
+                          "group_timeouts_s": group_timeouts()}  # DeepSpeed's own groups included
     return encoder, (engine, hf_config)
 
 

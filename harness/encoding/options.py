@@ -24,6 +24,7 @@ class EncodeOptions:
     batch_size: int = 256  # images per batch
     dtype: str | None = None  # default: float32 on CPU, the encoder's preferred dtype on GPU
     num_workers: int | None = None  # default: 0 on CPU, up to 8 per GPU process
+    threads: int | None = None  # CPU intra-op threads per process; default: OMP_NUM_THREADS when set, else 1
     limit: int | None = None  # encode only the first N items (cached as '<dataset>.first<N>')
     chunk_size: int | None = None  # items per shard; default from the item count (never the world size)
     trust_remote_code: bool = False
