@@ -113,8 +113,13 @@ def committing() -> Iterator[None]:
 
 
 def defer(action: Callable[[], None]) -> bool:
-    """Inside :func:`committing`: keep ``action`` for its end and return True; outside: return False."""
-    if _commit["depth"] > 0:
-        _commit["pending"] = action
-        return True
-    return False
+    """Keep ``action`` for the end of the current :func:`committing` block and return True; outside one, return
+    False: the caller runs it at once, and it is kept for the next block's end as well, in case that run is lost
+    (an exception raised by a signal handler that lands in a ``__del__`` is swallowed by Python). Call
+    :func:`cancel_deferred` once the action has taken effect."""
+    _commit["pending"] = action
+    return _commit["depth"] > 0
+
+
+def cancel_deferred() -> None:
+    _commit["pending"] = None

@@ -32,9 +32,10 @@ class _Lines:
 
 def progress(iterable: Iterable | None = None, every_s: float | None = None, **kwargs: Any) -> tqdm:
     """``tqdm(iterable, **kwargs)`` on a terminal (stderr); off one, plain lines, at most one every ``every_s``
-    (default ``LOG_EVERY_S``) seconds."""
+    (default ``LOG_EVERY_S``) seconds and none for a loop shorter than that (a 1 s epoch adds nothing to a log)."""
     if sys.stderr.isatty():
         return tqdm(iterable, **kwargs)
     every = LOG_EVERY_S if every_s is None else every_s
-    kwargs = {k: v for k, v in kwargs.items() if k not in ("mininterval", "maxinterval", "dynamic_ncols")}
-    return tqdm(iterable, file=_Lines(sys.stderr), mininterval=every, maxinterval=max(every, 1.0), ascii=True, **kwargs)
+    kwargs = {k: v for k, v in kwargs.items() if k not in ("mininterval", "maxinterval", "dynamic_ncols", "delay")}
+    return tqdm(iterable, file=_Lines(sys.stderr), mininterval=every, maxinterval=max(every, 1.0), delay=every,
+                ascii=True, **kwargs)

@@ -31,8 +31,7 @@ def test_off_a_terminal_each_status_is_one_plain_line(capfd):
 def test_off_a_terminal_lines_are_throttled(capfd):
     for _ in P.progress(range(100_000), every_s=3600, desc="quiet"):
         pass
-    lines = capfd.readouterr().err.splitlines()
-    assert len(lines) == 2 and "100000/100000" in lines[1]  # opening and closing status, none per iteration
+    assert capfd.readouterr().err == ""  # a loop shorter than the interval adds nothing to a log
 
 
 def test_on_a_terminal_it_is_the_usual_bar(monkeypatch, capfd):

@@ -50,7 +50,7 @@ def _on_sigterm(signum, frame):
         raise _Terminated(f"terminated by signal {signum}")
 
     if not checkpoint.defer(stop):  # while an epoch is logged and checkpointed, at the end of that
-        stop()
+        stop()  # else now; should Python swallow it (a finalizer), again at the end of the next epoch's commit
 
 
 def _on_usr1(signum, frame):
@@ -74,6 +74,7 @@ def _sigterm_raises():
     try:
         yield
     finally:
+        checkpoint.cancel_deferred()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
 
