@@ -319,3 +319,44 @@ def test_cli_export_list_import(uri, tmp_path, capsys, blank_db):
     with pytest.raises(SystemExit):
         cli(["archive", "nope"])
     assert os.path.exists(tmp_path / "out" / EXP / "sweep.json")
+
+
+# --------------------------------------------------------------------------------- adopting shared cells
+
+SHARED_BASE = "base:\n  dataset: {name: ml-100k}\n  model: {name: sasrec, dim: 16}\n"
+
+
+def test_adopt_relabels_shared_cells_and_keeps_their_results(tmp_path, capsys):
+    """Two sweeps share a cell (same key): adopting the first sweep's archive into the second copies that cell
+    only, under the second sweep's axis labels, with metrics, history and rank counts unchanged, so the reports
+    of the second archive group it by the second sweep's axes. Adopting again copies nothing."""
+    from harness.sweep import adopt, archive_folder, cell_tags, load_sweep
+
+    methods, dims = tmp_path / "methods.yaml", tmp_path / "dims.yaml"
+    methods.write_text("name: methods\n" + SHARED_BASE + "grid:\n  method:\n    id: {model.items: id}\n"
+                       "    finetune: {model.items: finetune, features.text_encoder: minilm-l6}\n")
+    dims.write_text("name: dims\n" + SHARED_BASE + "grid:\n  model.dim: [16, 32]\n  model.items: [id]\n")
+    first, second = load_sweep(methods), load_sweep(dims)
+    shared = {c.key for c in first.cells()} & {c.key for c in second.cells()}
+    assert len(shared) == 1  # method=id is dim=16,items=id
+    folder = archive_folder(first, tmp_path / "runs")
+    for seed, cell in enumerate(first.cells(), start=1):
+        log = A.ArchiveLogger(folder, cell_tags(first, cell), cell.name)
+        fill(log, cell.key, seed)
+        log.finish()
+    assert adopt(second, [folder], tmp_path / "runs") == sorted(shared)
+    key = shared.pop()
+    old, new = (json.loads((tmp_path / "runs" / name / f"{key}.json").read_text()) for name in ("methods", "dims"))
+    assert {k: v for k, v in new["tags"].items() if k.startswith("harness.axis.")} == {
+        "harness.axis.model.dim": "16", "harness.axis.model.items": "id"}
+    assert new["tags"]["harness.sweep"] == "dims" and new["tags"]["harness.adopted_from"] == "methods"
+    assert new["run_name"] == new["tags"]["mlflow.runName"] == "dim=16,items=id"
+    for field in ("metrics", "history", "params", "ranks", "run_id", "cell_key", "start_time", "end_time"):
+        assert new[field] == old[field], field
+    assert adopt(second, [folder], tmp_path / "runs") == []  # FINISHED there already: left alone
+    df = A.read(tmp_path / "runs" / "dims")  # what the reports read
+    assert list(df["tags.harness.axis.model.dim"]) == ["16"] and "tags.harness.axis.method" not in df
+    assert cli(["sweep", str(dims), "--adopt", str(folder)]) == 2  # nowhere to put them
+    assert "--adopt needs --archive DIR" in capsys.readouterr().err
+    assert cli(["sweep", str(dims), "--adopt", str(folder), "--archive", str(tmp_path / "runs")]) == 0
+    assert "adopted 0 cells into" in capsys.readouterr().out

@@ -365,4 +365,20 @@ def test_versus_tests_every_row_against_a_named_row(constructed):
     assert r["effect"] == pytest.approx(100 * diff.mean(), rel=1e-9)
     assert r["p_targets"] == pytest.approx(sps.wilcoxon(diff).pvalue, rel=1e-9)
     markdown = (out / "table2-significance-vs-model_sasrec_method_finetune.md").read_text()
-    assert "Each row vs `model=sasrec, method=finetune`" in markdown
+    assert "Each row vs the row with `model=sasrec, method=finetune`" in markdown
+
+
+def test_versus_with_some_axes_keeps_each_rows_other_labels(constructed, capsys):
+    """``--versus method=finetune`` names one row axis: each row's reference is the row with that label and the
+    row's own model (sasrec rows vs sasrec fine-tuned; gru4rec has no fine-tuned row: untested, not compared
+    with sasrec's). An axis that is not a row axis is refused with the valid ones."""
+    out = constructed["tmp"] / "versus-partial"
+    assert R.main(["table2", "--archive", str(constructed["folder"]), "--out", str(out), "--versus", "method=finetune"]) == 0
+    sig = pd.read_csv(out / "table2-significance-vs-method_finetune.csv")
+    assert set(sig[sig["model"] == "sasrec"]["reference"]) == {"model=sasrec, method=finetune"}
+    gru = sig[sig["model"] == "gru4rec"]
+    assert set(gru["reference"].fillna("")) == {""} and gru["p_targets"].isna().all()
+    full = pd.read_csv(constructed["tmp"] / "versus-report" / "table2-significance-vs-model_sasrec_method_finetune.csv")
+    assert np.allclose(sig["effect"], full["effect"], equal_nan=True)  # same reference, same numbers
+    assert R.main(["table2", "--archive", str(constructed["folder"]), "--out", str(out), "--versus", "encoder=x"]) == 2
+    assert "--versus 'encoder=x': expected AXIS=LABEL[, AXIS=LABEL] over the table's row axes (model, method)" in capsys.readouterr().err

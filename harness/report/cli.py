@@ -61,12 +61,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--uri", help="tracking URI (default $MLFLOW_TRACKING_URI or sqlite:///mlruns.db)")
     p.add_argument("--no-log", action="store_true", help="do not log the outputs to MLflow")
     p.add_argument("--versus", action="append", default=[], metavar="ROW",
-                   help="table2/ablation: also test every row against this row, e.g. --versus method=finetune+async")
+                   help="table2/ablation: also test every row against a reference row: the row with these labels and "
+                        "its own on the other row axes, e.g. --versus method=finetune+async, --versus encoder=minilm-l6")
     args = p.parse_args(argv)
     if not args.experiment and not args.archive:
         p.error("--experiment is required (or read archives with --archive DIR ...)")
-    for path in build(args.kind, args.experiment, args.out, log=not args.no_log, uri=args.uri, archive=args.archive,
-                      versus=args.versus):
+    try:
+        files = build(args.kind, args.experiment, args.out, log=not args.no_log, uri=args.uri, archive=args.archive,
+                      versus=args.versus)
+    except (LookupError, ValueError) as err:  # no such experiment / runs, a --versus naming no row axis
+        print(f"harness report: {err}", file=sys.stderr)
+        return 2
+    for path in files:
         print(path)
     return 0
 

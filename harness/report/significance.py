@@ -16,9 +16,21 @@ SIG_METRICS = ("hr@20", "mrr@20")
 ALPHA = 0.05
 
 
+def reference_labels(reference: str, rows_axes: list[str]) -> dict[str, str]:
+    """``"encoder=minilm-l6, kdsr.enabled=false"`` -> ``{axis: label}``; every axis must be a row axis."""
+    parts = [part.strip() for part in reference.split(",") if part.strip()]
+    labels = dict(part.split("=", 1) for part in parts if "=" in part)
+    if not parts or len(labels) != len(parts) or any(a not in rows_axes for a in labels):
+        raise ValueError(f"--versus {reference!r}: expected AXIS=LABEL[, AXIS=LABEL] over the table's row axes "
+                         f"({', '.join(rows_axes) or 'none'})")
+    return labels
+
+
 def significance(df: pd.DataFrame, axes: list[str], ranks=None, reference: str | None = None) -> pd.DataFrame:
     """Every row of a grid table vs the best non-KDSR row of the same backbone and dataset (by mean test HR@20),
-    or, with ``reference`` (a row label such as ``method=finetune+async``), vs that row.
+    or, with ``reference`` (row labels such as ``method=finetune+async`` or ``encoder=minilm-l6``), vs the row
+    with those labels and this row's labels on every other row axis (MPNet at dim 64 + KDSR vs MiniLM at dim 64
+    + KDSR); naming every row axis picks one row for all.
 
     Long table: one record per (row, dataset, metric) with the effect (row - reference, points), the 95% CI
     and p-value over targets (Wilcoxon signed-rank; t-test too) and the p-value and CI over seeds (paired t),
@@ -50,10 +62,15 @@ def significance(df: pd.DataFrame, axes: list[str], ranks=None, reference: str |
     def seed_runs(group: dict) -> dict:
         return dict(zip(info.loc[group["index"], "seed"], df.loc[group["index"], "run_id"]))
 
+    fixed = reference_labels(reference, rows_axes) if reference else {}
     records = []
     for grp in groups:
         same = [o for o in groups if o["dataset"] == grp["dataset"] and o["backbone"] == grp["backbone"]]
-        peers = [o for o in same if (o["row"] == reference if reference else not o["kdsr"])]
+        if reference:  # the row with the reference's labels, every other row axis as in this row
+            want = {**grp["label"], **fixed}
+            peers = [o for o in same if all(o["label"][a] == want[a] for a in rows_axes)]
+        else:
+            peers = [o for o in same if not o["kdsr"]]
         ref = max(peers, key=lambda o: o["hr"]) if peers else None
         base = {**grp["label"], "row": grp["row"], "backbone": grp["backbone"], "kdsr": grp["kdsr"],
                 "reference": ref["row"] if ref else "", "is_reference": ref is grp}
@@ -153,7 +170,8 @@ def write_significance(tests: list[tuple[int, list[str], pd.DataFrame]], kind: s
     sections, frames = [], []
     caption = CAPTION
     if versus:  # the reference is a named row, not the best non-KDSR one
-        caption = f"Each row vs `{versus}` of the same backbone and dataset (`ref`)." + CAPTION[CAPTION.index(")") + 2:]
+        caption = (f"Each row vs the row with `{versus}` and its own labels on the other row axes, same backbone and "
+                   f"dataset (`ref`)." + CAPTION[CAPTION.index(")") + 2:])
     for g, axes, sig in tests:
         sections.append(f"## {kind} grid {g}: significance\n\n{caption}\n\n{significance_markdown(sig, axes)}")
         frames.append(sig.assign(grid=g))

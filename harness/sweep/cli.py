@@ -9,6 +9,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from harness.sweep.adopt import adopt
 from harness.sweep.cell import run_cell
 from harness.sweep.grid import Sweep, _label, check_names, load_sweep, select
 from harness.sweep.local import run_archive, run_local
@@ -41,6 +42,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     mode.add_argument("--local", action="store_true", help="run every unfinished cell on this machine")
     mode.add_argument("--submit", action="store_true", help="create experiment + parent run, sbatch the array")
     mode.add_argument("--finalize", action="store_true", help="close the parent run, log the cells table")
+    mode.add_argument("--adopt", nargs="+", metavar="SRC", help="with --archive: copy the FINISHED cells of archive(s) "
+                      "SRC that are cells of this sweep too (same key) into it, relabelled as this sweep's cells")
     p.add_argument("-j", "--jobs", type=int, default=1, help="--local: processes at once")
     p.add_argument("--max-parallel", type=int, help="--submit: array tasks at once (%%N)")
     p.add_argument("--sbatch-arg", action="append", default=[], metavar="ARG",
@@ -49,7 +52,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--logs", help="folder for per-cell logs (default results/sweeps/<name>)")
     p.add_argument("--where", action="append", default=[], metavar="AXIS=LABEL[,LABEL]",
                    help="--local / --list: only the cells with these axis labels, e.g. --where dataset=ml-1m --where seed=1,2")
-    p.add_argument("--archive", metavar="DIR", help="--local / --index: record cells in the archive DIR/<sweep name>/ "
+    p.add_argument("--archive", metavar="DIR", help="--local / --index / --adopt: record cells in the archive DIR/<sweep name>/ "
                                                     "instead of MLflow (see harness archive import)")
     return p.parse_args(argv)
 
@@ -64,6 +67,13 @@ def main(argv: list[str] | None = None) -> int:
               f"usage: harness sweep [SWEEP.yaml] [--set key=value ...] [--list | --local | --submit ...]", file=sys.stderr)
         return 2
     sweep = load_sweep(args.file, args.overrides)
+    if args.adopt:
+        if not args.archive:
+            print("harness sweep: --adopt needs --archive DIR (where this sweep's records go)", file=sys.stderr)
+            return 2
+        keys = adopt(sweep, args.adopt, args.archive)
+        print(f"adopted {len(keys)} cells into {Path(args.archive) / sweep.name}")
+        return 0
     if args.index is None and not (args.list or args.local or args.submit or args.finalize):
         if "SLURM_ARRAY_TASK_ID" not in os.environ:
             print(list_cells(sweep))
