@@ -198,11 +198,14 @@ def test_archive_mode_runs_cells_without_mlflow(tmp_path, session_cache):
                                                      "model": {"dim": 8, "layers": 1},
                                                      "train": {"epochs": 1, "device": "cpu", "valid_targets": 200}},
                             "grid": {"model.dim": [8, 16]}})
-    env = {**os.environ, "PYTHONPATH": str(blocker), "TQDM_DISABLE": "1", "HARNESS_CACHE_DIR": str(session_cache)}
+    env = {**os.environ, "PYTHONPATH": str(blocker), "HARNESS_CACHE_DIR": str(session_cache)}
+    env.pop("TQDM_DISABLE", None)
     cmd = [sys.executable, "-m", "harness.sweep", str(path), "--local", "--archive", str(tmp_path / "arc"), "-j", "2",
            "--logs", str(tmp_path / "logs")]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
+    counter = [line for line in done.stderr.splitlines() if line.startswith("cells:")]  # off a terminal: plain lines
+    assert "\r" not in done.stderr and any("1/2" in line for line in counter) and "2/2" in counter[-1], done.stderr
     folder = tmp_path / "arc" / "arch"
     keys = {c.key for c in S.load_sweep(path).cells()}
     assert S.archived_keys(folder) == keys

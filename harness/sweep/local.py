@@ -9,10 +9,9 @@ import sys
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
-from tqdm import tqdm
-
 from harness.data.paths import cache_root
 from harness.encoding import EncodeOptions, encode_many, summary
+from harness.progress import progress
 from harness.sweep.cell import archive_folder, archived_keys
 from harness.sweep.grid import Cell, Sweep, select
 from harness.sweep.sync import sync_sweep
@@ -73,7 +72,8 @@ def _run_one(sweep: Sweep, cell: Cell, env: dict[str, str], logs: Path, echo: bo
 
 def _fan_out(sweep: Sweep, todo: list[Cell], jobs: int, env: dict[str, str], logs: Path, extra: list[str] = ()) -> None:
     """``todo`` in ``jobs`` processes at a time; a failed cell's log is named, the sweep goes on."""
-    with ThreadPoolExecutor(max_workers=jobs) as pool, tqdm(total=len(todo), desc="cells") as bar:
+    # off a terminal (nohup, Slurm): one plain line per finished cell, no carriage returns in the log
+    with ThreadPoolExecutor(max_workers=jobs) as pool, progress(total=len(todo), desc="cells", every_s=0) as bar:
         futures = {pool.submit(_run_one, sweep, cell, env, logs, jobs == 1, extra): cell for cell in todo}
         for future in as_completed(futures):
             cell = futures[future]
