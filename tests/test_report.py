@@ -110,12 +110,21 @@ def test_figure4_report_matches_the_logged_metrics(store):
     base = statistics.mean(r.data.metrics[HR20] for r in runs["id"])
     for name in ("tiny-bert", "tiny-llama"):
         assert cost.loc[name, "gain_hr@20"] == pytest.approx(expected(runs[name], HR20)[0] - base, rel=1e-9, abs=1e-12)
+    table = (out / "figure4.md").read_text()  # the same points as a table: ID only, then encoders by size
+    cell = {name: " / ".join("{:.2f} ± {:.2f}".format(*(100 * v for v in expected(rs, key))) for key in (HR20, MRR20))
+            + f" (n={len(rs)})" for name, rs in runs.items() if name != "id"}
+    cell["id"] = " / ".join(f"{100 * runs['id'][0].data.metrics[key]:.2f}" for key in (HR20, MRR20)) + " (n=1)"  # one seed
+    by_size = [n for _, n in sorted((encoders.get_info(n).params, n) for n in ("tiny-bert", "tiny-llama"))]
+    head = next(line for line in table.splitlines() if line.startswith("| dim |"))
+    assert [c.split(" (")[0] for c in head.strip("| ").split(" | ")[3:]] == by_size
+    row = next(line for line in table.splitlines() if line.startswith("| 16 |"))
+    assert row.strip("| ").split(" | ")[2:] == [cell["id"]] + [cell[n] for n in by_size], row
     for png in ("figure4.png", "cost.png"):
         with Image.open(out / png) as img:
             assert img.size[0] > 500 and len(np.unique(np.asarray(img.convert("L")))) > 20
     parent = next(r for r in store["client"].search_runs([store["exp"]]) if r.data.tags.get("harness.role") == "sweep")
     logged = {Path(a.path).name for a in store["client"].list_artifacts(parent.info.run_id, "report/figure4")}
-    assert logged == {"figure4.png", "figure4.csv", "cost.png", "cost.csv"}
+    assert logged == {"figure4.png", "figure4.csv", "figure4.md", "cost.png", "cost.csv"}
 
 
 @pytest.mark.parametrize("kind", ["table2", "ablation"])

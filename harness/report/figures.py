@@ -46,6 +46,55 @@ def baselines(df: pd.DataFrame) -> pd.DataFrame:
     return out.groupby(["dataset", "dim"], as_index=False).mean()
 
 
+def id_points(df: pd.DataFrame) -> pd.DataFrame:
+    """ID-only runs: mean/std/n of HR@20 and MRR@20 per dataset x dim (the table's first column)."""
+    runs = df[tag(df, schema.TAG_MODALITY, "id") == "id"]
+    keys = pd.DataFrame({"dataset": tag(runs, schema.TAG_DATASET), "dim": tag(runs, schema.TAG_DIM).astype(int)})
+    records = []
+    for (dataset, dim), group in keys.groupby(["dataset", "dim"], sort=True):
+        rec = {"dataset": dataset, "dim": dim}
+        for name in FIGURE_METRICS:
+            rec[f"{name}_mean"], rec[f"{name}_std"], rec["n"] = summarize(metric(runs.loc[group.index], name))
+        records.append(rec)
+    return pd.DataFrame.from_records(records, columns=["dataset", "dim", "n"] + [f"{n}_{s}" for n in FIGURE_METRICS for s in ("mean", "std")])
+
+
+def size(params: int) -> str:
+    """``22.7M``, ``109.5M``, ``86.0k``: an encoder's parameter count as a column title."""
+    for scale, unit in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if params >= scale:
+            return f"{params / scale:.1f}{unit}"
+    return str(params)
+
+
+def point_cell(row) -> str:
+    """``12.47 ± 0.23 / 3.36 ± 0.12 (n=3)``: HR@20 / MRR@20 in %, ``-`` when that point has no runs."""
+    if row is None:
+        return "-"
+    parts = [f"{100 * row[f'{m}_mean']:.2f}" + ("" if row["n"] < 2 else f" ± {100 * row[f'{m}_std']:.2f}") for m in FIGURE_METRICS]
+    return " / ".join(parts) + f" (n={int(row['n'])})"
+
+
+def figure4_markdown(points: pd.DataFrame, ids: pd.DataFrame) -> str:
+    """The plotted numbers as tables, one per dataset x modality: rows dim x method, columns ID only and each
+    encoder by size (what docs/RESULTS.md shows under the figure)."""
+    sections = ["# figure4\n"]
+    for (dataset, modality), sel in points.groupby(["dataset", "modality"], sort=True):
+        encoders = sel[["encoder", "params"]].drop_duplicates().sort_values(["params", "encoder"])
+        header = ["dim", "method", "ID only (0)"] + [f"{e} ({size(p)})" for e, p in encoders.itertuples(index=False)]
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for (dim, meth), rows in sel.groupby(["dim", "method"], sort=True):
+            base = ids[(ids["dataset"] == dataset) & (ids["dim"] == dim)]
+            cells = [str(dim), meth, point_cell(base.iloc[0] if len(base) else None)]
+            for name in encoders["encoder"]:
+                found = rows[rows["encoder"] == name]
+                cells.append(point_cell(found.iloc[0] if len(found) else None))
+            lines.append("| " + " | ".join(cells) + " |")
+        sections.append(f"## {dataset} / {modality}\n\nTest HR@20 / MRR@20 in %, mean ± sample std over seeds "
+                        f"(n: seeds)\n\n" + "\n".join(lines) + "\n")
+    return "\n".join(sections)
+
+
 def log_axis(ax, values: pd.Series) -> None:
     """Log x axis spanning at least a decade around ``values``, ticks at the encoders' own sizes (22.7M, 109M)."""
     from matplotlib.ticker import EngFormatter, FixedLocator, NullLocator
@@ -137,13 +186,14 @@ def plot_cost(table: pd.DataFrame, path: Path) -> Path | None:
 
 
 def build_figure4(df: pd.DataFrame, out: Path) -> list[Path]:
-    """figure4.png + figure4.csv, cost.png + cost.csv."""
+    """figure4.png + figure4.csv + figure4.md (the points as tables), cost.png + cost.csv."""
     points, base = encoder_points(df), baselines(df)
     files = [plot_figure4(points, base, out / "figure4.png")]
     points.to_csv(out / "figure4.csv", index=False)
+    (out / "figure4.md").write_text(figure4_markdown(points, id_points(df)))
     cost = cost_gain(points, base)
     cost.to_csv(out / "cost.csv", index=False)
-    files += [out / "figure4.csv", out / "cost.csv"]
+    files += [out / "figure4.csv", out / "figure4.md", out / "cost.csv"]
     plot = plot_cost(cost, out / "cost.png")
     return files + ([plot] if plot else [])
 
