@@ -53,3 +53,21 @@ def test_training_epoch_reports_plain_lines(capfd, monkeypatch):
     train_epoch(cell, tuple(part[:4096] for part in samples), 0)  # 8 batches
     err = capfd.readouterr().err
     assert "\r" not in err and err.count("\nepoch 0:") >= 2 and "loss=" in err, err[-2000:]
+
+
+def test_every_epoch_ends_with_one_summary_line(capfd):
+    """A log shows each epoch's loss and validation metric (and the best so far), whatever the bars print."""
+    from harness.tracking import MemoryLogger
+    from harness.train import fit
+
+    cell = setup(load(overrides=["dataset=ml-100k", "dataset.max_len=20", "model.dim=16", "model.layers=1",
+                                 "train.device=cpu", "train.batch_size=512", "train.threads=1", "train.epochs=2",
+                                 "train.patience=0", "train.valid_targets=200"]))
+    log = MemoryLogger()
+    capfd.readouterr()
+    fit(cell, log)
+    lines = [line for line in capfd.readouterr().err.splitlines() if line.startswith("epoch ") and "/2: " in line]
+    assert [line.split(":")[0] for line in lines] == ["epoch 0/2", "epoch 1/2"]
+    for epoch, line in enumerate(lines):
+        for key in ("train/loss", "valid/ndcg@10"):
+            assert f"{key} {log.history(key)[epoch][1]:.4f}" in line, line
