@@ -38,12 +38,9 @@ def encoder_points(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def baselines(df: pd.DataFrame) -> pd.DataFrame:
-    """ID-only runs: mean HR@20 / MRR@20 per dataset x dim (the reference for gains)."""
-    runs = df[tag(df, schema.TAG_MODALITY, "id") == "id"]
-    out = pd.DataFrame({"dataset": tag(runs, schema.TAG_DATASET), "dim": tag(runs, schema.TAG_DIM).astype(int)})
-    for name in FIGURE_METRICS:
-        out[name] = metric(runs, name).to_numpy()
-    return out.groupby(["dataset", "dim"], as_index=False).mean()
+    """ID-only runs: mean HR@20 / MRR@20 per dataset x dim (the reference for gains), from :func:`id_points`."""
+    ids = id_points(df)
+    return ids[["dataset", "dim"]].assign(**{name: ids[f"{name}_mean"] for name in FIGURE_METRICS})
 
 
 def id_points(df: pd.DataFrame) -> pd.DataFrame:
