@@ -148,6 +148,11 @@ class Logger(abc.ABC):
                 self._set_tags({TAG_ERROR: error.strip().splitlines()[-1][:500] if error.strip() else "error"})
             self._finish(status)
 
+    def snapshot(self) -> dict[str, Any]:
+        """What an epoch checkpoint must keep for a resumed run to continue this log ({}: the store keeps it,
+        as MLflow does; see :meth:`harness.archive.ArchiveLogger.snapshot`)."""
+        return {}
+
     @abc.abstractmethod
     def _log_params(self, params: dict[str, Any]) -> None: ...
 

@@ -299,7 +299,7 @@ def _checkpoint_state(cell: Cell, best: FitResult, best_state: dict, stop: bool,
             "kdsr": cell.kdsr.state_dict() if isinstance(cell.kdsr, torch.nn.Module) else {},
             "rng": checkpoint.rng_state(), "best_epoch": best.best_epoch, "best_valid": best.best_valid,
             "best_state": best_state, "epochs": best.epochs, "train_time_s": best.train_time_s, "stop": stop,
-            "run_id": getattr(logger, "run_id", None) or ""}
+            "run_id": getattr(logger, "run_id", None) or "", "log": logger.snapshot()}
 
 
 def _resume(cell: Cell, state: dict[str, Any]) -> tuple[FitResult, dict, bool]:

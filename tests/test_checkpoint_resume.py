@@ -13,12 +13,14 @@ import torch
 from mlflow import MlflowClient
 from services import REPO, base_env
 
-from harness import checkpoint
+from harness import archive, checkpoint
 from harness.config import load
+from harness.run_schema import EPOCH_SECONDS
 from harness.tracking import MemoryLogger
 from harness.train import fit, run, setup
 
 EPOCHS = 3
+CKPT = "train.checkpoint_dir"
 KEYS = ("valid/hr_at_20", "valid/ndcg_at_10", "train/loss")
 
 
@@ -46,19 +48,12 @@ def cell_run(uri: str):
     return runs[0], history
 
 
-def test_killed_cell_resumes_from_its_checkpoint_bitwise(tmp_path, data_dir, session_cache):
-    env = base_env(data_dir, session_cache)
-    clean_uri, killed_uri = f"sqlite:///{tmp_path}/clean.db", f"sqlite:///{tmp_path}/killed.db"
-    subprocess.run(cell_cmd(tmp_path / "ckpt-clean"), env={**env, "MLFLOW_TRACKING_URI": clean_uri}, check=True,
-                   capture_output=True, timeout=600)
-    assert not any((tmp_path / "ckpt-clean").rglob(checkpoint.FILE)), "a finished cell leaves no checkpoint"
-
-    root = tmp_path / "ckpt-killed"
-    proc = subprocess.Popen(cell_cmd(root), env={**env, "MLFLOW_TRACKING_URI": killed_uri},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def kill_after_first_checkpoint(cmd: list[str], env: dict[str, str], root) -> dict:
+    """Start the cell, SIGKILL it once its first epoch checkpoint exists (during the second), return that checkpoint."""
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         end = time.monotonic() + 600
-        while not list(root.rglob(checkpoint.FILE)):  # the first epoch's checkpoint: kill during the second
+        while not list(root.rglob(checkpoint.FILE)):
             assert proc.poll() is None and time.monotonic() < end, "the cell ended before its first checkpoint"
             time.sleep(0.05)
         proc.kill()
@@ -66,10 +61,24 @@ def test_killed_cell_resumes_from_its_checkpoint_bitwise(tmp_path, data_dir, ses
         proc.wait()
     saved = torch.load(next(root.rglob(checkpoint.FILE)), weights_only=True)
     assert 1 <= saved["epochs"] < EPOCHS
-    resumed = subprocess.run(cell_cmd(root), env={**env, "MLFLOW_TRACKING_URI": killed_uri}, capture_output=True,
-                             text=True, timeout=600)
+    return saved
+
+
+def resume(cmd: list[str], env: dict[str, str], saved: dict) -> None:
+    resumed = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stdout[-3000:]
     assert f"after {saved['epochs']} epochs" in resumed.stdout
+
+
+def test_killed_cell_resumes_from_its_checkpoint_bitwise(tmp_path, data_dir, session_cache):
+    env = base_env(data_dir, session_cache)
+    clean_uri, killed_uri = f"sqlite:///{tmp_path}/clean.db", f"sqlite:///{tmp_path}/killed.db"
+    subprocess.run(cell_cmd(tmp_path / "ckpt-clean"), env={**env, "MLFLOW_TRACKING_URI": clean_uri}, check=True,
+                   capture_output=True, timeout=600)
+    assert not any((tmp_path / "ckpt-clean").rglob(checkpoint.FILE)), "a finished cell leaves no checkpoint"
+
+    root, killed_env = tmp_path / "ckpt-killed", {**env, "MLFLOW_TRACKING_URI": killed_uri}
+    resume(cell_cmd(root), killed_env, kill_after_first_checkpoint(cell_cmd(root), killed_env, root))
 
     clean, clean_history = cell_run(clean_uri)
     killed, killed_history = cell_run(killed_uri)
@@ -78,6 +87,35 @@ def test_killed_cell_resumes_from_its_checkpoint_bitwise(tmp_path, data_dir, ses
     assert [s for s, _ in killed_history["train/loss"]] == list(range(EPOCHS))
     tests = {k: v for k, v in clean.data.metrics.items() if k.startswith("test/")}
     assert tests and {k: killed.data.metrics[k] for k in tests} == tests
+    assert not list(root.rglob(checkpoint.FILE))
+
+
+def archived(folder) -> dict:
+    records = [r for r in map(archive.load_record, folder.rglob("*.json")) if "cell_key" in r]
+    assert len(records) == 1, f"expected one cell record, got {len(records)}"
+    return records[0]
+
+
+def test_killed_archive_cell_continues_its_record_bitwise(tmp_path, data_dir, session_cache):
+    """The same with ``--archive``: the checkpoint carries the record so far, the resumed cell finishes it."""
+    env = base_env(data_dir, session_cache)
+    clean = cell_cmd(tmp_path / "ckpt-clean") + ["--archive", str(tmp_path / "clean")]
+    subprocess.run(clean, env=env, check=True, capture_output=True, timeout=600)
+    root = tmp_path / "ckpt-killed"
+    killed = cell_cmd(root) + ["--archive", str(tmp_path / "killed")]
+    saved = kill_after_first_checkpoint(killed, env, root)
+    assert saved["log"]["run_id"] == saved["run_id"]
+    assert not [p for p in (tmp_path / "killed").rglob("*.json") if p.name != archive.SWEEP_FILE]  # SIGKILL: no record
+    resume(killed, env, saved)
+
+    whole, continued = archived(tmp_path / "clean"), archived(tmp_path / "killed")
+    assert continued["status"] == "FINISHED" and continued["run_id"] == saved["run_id"]
+    assert continued["start_time"] == saved["log"]["start_time"]
+    assert continued["params"] | {CKPT: ""} == whole["params"] | {CKPT: ""}  # the roots differ
+    assert {k: continued["history"][k] for k in KEYS} == {k: whole["history"][k] for k in KEYS}  # bitwise
+    assert [s for s, _ in continued["history"][EPOCH_SECONDS]] == list(range(EPOCHS))  # every epoch once
+    tests = {k: v for k, v in whole["metrics"].items() if k.startswith("test/")}
+    assert tests and {k: continued["metrics"][k] for k in tests} == tests and continued["ranks"] == whole["ranks"]
     assert not list(root.rglob(checkpoint.FILE))
 
 

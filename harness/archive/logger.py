@@ -1,4 +1,5 @@
-"""The archive as a run logger: a cell run recorded in memory and written as one record at ``finish()``."""
+"""The archive as a run logger: a cell run recorded in memory and written as one record at ``finish()``;
+its :meth:`~ArchiveLogger.snapshot` rides in each epoch checkpoint, so a killed cell's record is continued."""
 
 from __future__ import annotations
 
@@ -36,6 +37,22 @@ class ArchiveLogger(MemoryLogger):
             self.set_tags(tags)
         if run_name:
             self.set_tags({TAG_RUN_NAME: run_name})
+
+    def snapshot(self) -> dict[str, Any]:
+        """The record so far in plain types (an epoch checkpoint keeps it; ``torch.load(weights_only=True)`` reads it):
+        checkpoint and log are saved together, so a resumed run neither loses nor repeats an epoch."""
+        return {"run_id": self.run_id, "run_name": self.run_name, "start_time": self.start_time,
+                "tags": dict(self.tags), "params": {k: str(v)[:6000] for k, v in self.params.items()},
+                "metrics": [[name, float(value), step] for name, value, step in self.metrics]}
+
+    @classmethod
+    def resume(cls, folder: str | Path, snapshot: dict[str, Any]) -> ArchiveLogger:
+        """The logger a :meth:`snapshot` was taken of: same run id, start time, tags, params and metrics."""
+        logger = cls(folder, snapshot["tags"], snapshot["run_name"])
+        logger.run_id, logger.start_time = snapshot["run_id"], snapshot["start_time"]
+        logger.params = dict(snapshot["params"])
+        logger.metrics = [(name, value, step) for name, value, step in snapshot["metrics"]]
+        return logger
 
     def cell_key(self) -> str:
         key = self.tags.get(TAG_KEY) or self.tags.get(LEGACY_TAG_KEY)

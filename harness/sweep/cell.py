@@ -112,6 +112,20 @@ def archived_keys(folder: Path) -> set[str]:
     return {r["cell_key"] for r in records if r.get("status") == "FINISHED"}
 
 
+def archive_logger(folder: Path, ckpt_dir: str, tags: dict[str, str], name: str) -> archive.ArchiveLogger:
+    """The record a checkpoint in ``ckpt_dir`` was logged to (a restarted cell continues it), else a new one.
+    A checkpoint without a record (written by an MLflow run of the cell) is dropped: training restarts."""
+    saved = checkpoint.load(ckpt_dir)
+    if saved is not None and saved.get("log"):
+        logger = archive.ArchiveLogger.resume(folder, saved["log"])
+        logger.set_tags(tags)  # this attempt's Slurm ids
+        return logger
+    if saved is not None:
+        print(f"checkpoint in {ckpt_dir} was logged to MLflow, not to this archive; starting over", flush=True)
+        checkpoint.remove(ckpt_dir)
+    return archive.ArchiveLogger(folder, tags, name)
+
+
 def run_cell(sweep: Sweep, index: int, ctx: Context | None = None, archive_dir: str | Path | None = None) -> int:
     """Run cell ``index`` as one MLflow child run (or, with ``archive_dir``, as one record in that archive folder,
     no MLflow needed); skip it when its key already FINISHED there. Returns an exit code."""
@@ -129,9 +143,9 @@ def run_cell(sweep: Sweep, index: int, ctx: Context | None = None, archive_dir: 
             return 0
         print(f"cell {index} [{cell.name}] key {cell.key} -> {folder}", flush=True)
         cfg = copy.deepcopy(cell.config)
-        cfg.train.checkpoint_dir = None  # an archive record cannot be continued: no resume here
+        cfg.train.checkpoint_dir = str(checkpoint_dir(sweep, cell))
         with _sigterm_raises():
-            return _train(train.run, cfg, archive.ArchiveLogger(folder, cell_tags(sweep, cell), cell.name))
+            return _train(train.run, cfg, archive_logger(folder, cfg.train.checkpoint_dir, cell_tags(sweep, cell), cell.name))
     ctx = ctx or context_from_env(sweep)
     if cell.key in finished_if_reachable(ctx):
         print(f"cell {index} [{cell.name}] key {cell.key} already FINISHED; skipped", flush=True)
