@@ -106,7 +106,12 @@ def test_killed_archive_cell_continues_its_record_bitwise(tmp_path, data_dir, se
     saved = kill_after_first_checkpoint(killed, env, root)
     assert saved["log"]["run_id"] == saved["run_id"]
     assert not [p for p in (tmp_path / "killed").rglob("*.json") if p.name != archive.SWEEP_FILE]  # SIGKILL: no record
-    resume(killed, env, saved)
+    local = killed[:killed.index("--index")] + ["--local", "--where", "dim=16", "--where", "seed=1", "--logs", str(tmp_path)]
+    resumed = subprocess.run(local + ["--archive", str(tmp_path / "killed")], env=env, capture_output=True, text=True,
+                             timeout=600)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert "1 cells, 1 to run (1 from an epoch checkpoint) into" in resumed.stdout
+    assert f"after {saved['epochs']} epochs" in (tmp_path / "cell-0000.log").read_text()
 
     whole, continued = archived(tmp_path / "clean"), archived(tmp_path / "killed")
     assert continued["status"] == "FINISHED" and continued["run_id"] == saved["run_id"]

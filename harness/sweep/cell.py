@@ -33,6 +33,11 @@ def checkpoint_dir(sweep: Sweep, cell: Cell) -> Path:
     return Path(root).resolve() / sweep.name / cell.key
 
 
+def with_checkpoint(sweep: Sweep, cells: list[Cell]) -> int:
+    """How many of ``cells`` left an epoch checkpoint (a killed or requeued run): they resume, not restart."""
+    return sum(checkpoint.path(checkpoint_dir(sweep, c)).is_file() for c in cells)
+
+
 def _cell_config(sweep: Sweep, cell: Cell, ctx: Context) -> C.Config:
     cfg = copy.deepcopy(cell.config)
     t = cfg.tracking

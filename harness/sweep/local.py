@@ -12,7 +12,7 @@ from pathlib import Path
 from harness.data.paths import cache_root
 from harness.encoding import EncodeOptions, encode_many, summary
 from harness.progress import progress
-from harness.sweep.cell import archive_folder, archived_keys
+from harness.sweep.cell import archive_folder, archived_keys, with_checkpoint
 from harness.sweep.grid import Cell, Sweep, select
 from harness.sweep.sync import sync_sweep
 from harness.sweep.tracking import Context, finalize, finished, pending, prepare
@@ -82,13 +82,18 @@ def _fan_out(sweep: Sweep, todo: list[Cell], jobs: int, env: dict[str, str], log
             bar.update()
 
 
+def resuming(sweep: Sweep, todo: list[Cell]) -> str:
+    n = with_checkpoint(sweep, todo)
+    return f" ({n} from an epoch checkpoint)" if n else ""
+
+
 def run_local(sweep: Sweep, jobs: int = 1, logs: str | Path | None = None, where: list[str] | None = None) -> int:
     """Every unfinished cell on this machine, ``jobs`` processes at a time; 0 when all cells FINISHED."""
     ctx = prepare(sweep)
     sync_sweep(sweep)  # runs an earlier outage left in the spool, before deciding what is pending
     chosen = {c.key for c in select(sweep.cells(), where)}
     todo = [c for c in pending(sweep, ctx) if c.key in chosen]
-    print(f"{sweep.name}: {len(chosen)} cells, {len(todo)} to run, {jobs} at a time", flush=True)
+    print(f"{sweep.name}: {len(chosen)} cells, {len(todo)} to run{resuming(sweep, todo)}, {jobs} at a time", flush=True)
     pre_encode(todo)
     env, logs = task_env(ctx, max(1, (os.cpu_count() or 1) // jobs)), log_dir(sweep, logs)
     _fan_out(sweep, todo, jobs, env, logs)
@@ -104,7 +109,8 @@ def run_archive(sweep: Sweep, root: str | Path, jobs: int = 1, logs: str | Path 
     chosen = select(sweep.cells(), where)
     done = archived_keys(folder)  # read the records once, not once per cell
     todo = [c for c in chosen if c.key not in done]
-    print(f"{sweep.name}: {len(chosen)} cells, {len(todo)} to run into {folder}, {jobs} at a time", flush=True)
+    print(f"{sweep.name}: {len(chosen)} cells, {len(todo)} to run{resuming(sweep, todo)} into {folder}, {jobs} at a time",
+          flush=True)
     pre_encode(todo)
     env, logs = task_env(None, max(1, (os.cpu_count() or 1) // jobs)), log_dir(sweep, logs)
     _fan_out(sweep, todo, jobs, env, logs, ["--archive", str(Path(root).resolve())])
