@@ -92,20 +92,23 @@ def figure4_markdown(points: pd.DataFrame, ids: pd.DataFrame) -> str:
     return "\n".join(sections)
 
 
-def log_axis(ax, values: pd.Series) -> None:
-    """Log x axis spanning at least a decade around ``values``, ticks at the encoders' own sizes (22.7M, 109M)."""
-    from matplotlib.ticker import EngFormatter, FixedLocator, NullLocator
+def log_axis(ax, values: pd.Series, names: dict[float, str] | None = None) -> None:
+    """Log x axis spanning at least a decade around ``values``, ticks at the encoders' own sizes (22.7M, 109M),
+    labelled ``name\nsize`` when ``names`` (value -> encoder) is given."""
+    from matplotlib.ticker import EngFormatter, FixedLocator, FuncFormatter, NullLocator
 
     lo, hi = float(values.min()), float(values.max())
     ax.set_xscale("log")
     ax.set_xlim(lo / 2, max(hi * 2, lo * 5))
     ax.xaxis.set_major_locator(FixedLocator(sorted(set(values.astype(float)))))
     ax.xaxis.set_minor_locator(NullLocator())
-    ax.xaxis.set_major_formatter(EngFormatter(places=1))
+    eng = EngFormatter(places=1)
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, pos: f"{names[x]}\n{eng(x)}" if names and x in names else eng(x)))
 
 
-def plot_figure4(points: pd.DataFrame, base: pd.DataFrame, path: Path) -> Path:
-    """Panels (dataset x modality) in columns, metrics in rows; x = encoder params (log), a line per dim."""
+def plot_figure4(points: pd.DataFrame, ids: pd.DataFrame, path: Path) -> Path:
+    """Panels (dataset x modality) in columns, metrics in rows; x = encoder params (log), a line per dim x method;
+    ID only (``ids``: :func:`id_points`) as a dashed line at its mean with a band of ± one std over seeds."""
     import matplotlib  # where drawn (~1.1 s measured): tables and archive listings skip it
 
     matplotlib.use("Agg")
@@ -123,20 +126,22 @@ def plot_figure4(points: pd.DataFrame, base: pd.DataFrame, path: Path) -> Path:
                             marker="s" if "kdsr" in how else "o", capsize=3, color=colors[dim],
                             linestyle="-" if "kdsr" in how else ":",
                             label=f"d={dim} {how}")
-                ref = base[(base["dataset"] == dataset) & (base["dim"] == dim)]
-                if not ref.empty:
-                    ax.axhline(float(ref[name].iloc[0]), color=colors[dim], linestyle="--", linewidth=0.8)
-            log_axis(ax, points["params"])
+            for dim in sorted(sel["dim"].unique()):
+                ref = ids[(ids["dataset"] == dataset) & (ids["dim"] == dim)]
+                if ref.empty:
+                    continue
+                mean, std = float(ref[f"{name}_mean"].iloc[0]), float(ref[f"{name}_std"].fillna(0).iloc[0])
+                ax.axhline(mean, color=colors[dim], linestyle="--", linewidth=0.8)
+                if std > 0:
+                    ax.axhspan(mean - std, mean + std, color=colors[dim], alpha=0.08, linewidth=0)
+            log_axis(ax, points["params"], dict(zip(sel["params"].astype(float), sel["encoder"])))
             ax.set_title(f"{dataset} / {modality}" if row == 0 else "")
             ax.set_xlabel("encoder parameters" if row == len(FIGURE_METRICS) - 1 else "")
             ax.set_ylabel(f"test {name.upper()}" if col == 0 else "")
             ax.grid(True, which="both", alpha=0.3)
-        for _, r in sel.drop_duplicates("encoder").iterrows():  # name the encoders once, on the top row
-            axes[0][col].annotate(r["encoder"], (r["params"], r[f"{FIGURE_METRICS[0]}_mean"]), fontsize=7, alpha=0.7,
-                                  textcoords="offset points", xytext=(2, 4))
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8,
-               title="dim, method\n(dashed line: ID only,\nsame colour = same dim)", title_fontsize=8)
+               title="dim, method\n(dashed line, band: ID only,\nmean ± std, same colour = same dim)", title_fontsize=8)
     fig.suptitle("Encoder sophistication vs accuracy (mean ± std over seeds)")
     fig.tight_layout()
     fig.savefig(path, dpi=120, bbox_inches="tight")
@@ -184,11 +189,11 @@ def plot_cost(table: pd.DataFrame, path: Path) -> Path | None:
 
 def build_figure4(df: pd.DataFrame, out: Path) -> list[Path]:
     """figure4.png + figure4.csv + figure4.md (the points as tables), cost.png + cost.csv."""
-    points, base = encoder_points(df), baselines(df)
-    files = [plot_figure4(points, base, out / "figure4.png")]
+    points, ids = encoder_points(df), id_points(df)
+    files = [plot_figure4(points, ids, out / "figure4.png")]
     points.to_csv(out / "figure4.csv", index=False)
-    (out / "figure4.md").write_text(figure4_markdown(points, id_points(df)))
-    cost = cost_gain(points, base)
+    (out / "figure4.md").write_text(figure4_markdown(points, ids))
+    cost = cost_gain(points, baselines(df))
     cost.to_csv(out / "cost.csv", index=False)
     files += [out / "figure4.csv", out / "figure4.md", out / "cost.csv"]
     plot = plot_cost(cost, out / "cost.png")
