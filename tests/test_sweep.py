@@ -8,7 +8,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from harness import checkpoint
 from harness import config as C
+from harness.archive import ArchiveLogger
+from harness.run_schema import TAG_KEY
+from harness.sweep.cell import checkpoint_dir
 from harness import sweep as S
 
 REPO = Path(__file__).resolve().parents[1]
@@ -138,6 +142,22 @@ def test_list_prints_index_key_and_overrides(capsys):
     for line, cell in zip(lines[1:], cells, strict=True):
         assert re.split(r"\s+", line.strip()) == [str(cell.index), cell.key, cell.name,
                                                     f"model.dim={cell.config.model.dim}", f"train.seed={cell.config.train.seed}"]
+
+
+def test_list_with_archive_shows_finished_and_checkpointed_cells(tmp_path, capsys):
+    overrides = [f"train.checkpoint_dir={tmp_path / 'ckpt'}", "train.epochs=5"]
+    sweep = S.load_sweep(REPO / "sweeps" / "ci.yaml", overrides)
+    cells, folder = sweep.cells(), tmp_path / "archive" / "ci"
+    ArchiveLogger(folder, {TAG_KEY: cells[0].key}).finish("FINISHED")
+    checkpoint.save(checkpoint_dir(sweep, cells[1]), {"epochs": 2})
+    ArchiveLogger(folder, {TAG_KEY: cells[2].key}).finish("KILLED")  # a record, but not a finished one
+    argv = [str(REPO / "sweeps" / "ci.yaml"), *(a for o in overrides for a in ("--set", o)), "--list"]
+    assert S.main(argv + ["--archive", str(tmp_path / "archive")]) == 0
+    lines = capsys.readouterr().out.splitlines()[1:]
+    assert [line.split("  ")[-1] for line in lines] == ["finished", "checkpoint: 2/5 epochs", "-", "-"]
+    assert S.main(argv) == 0  # without --archive: no status column
+    assert all(line.endswith("train.seed=" + str(c.config.train.seed))
+               for line, c in zip(capsys.readouterr().out.splitlines()[1:], cells, strict=True))
 
 
 def test_index_defaults_to_the_slurm_array_task_id(monkeypatch):

@@ -38,6 +38,14 @@ def with_checkpoint(sweep: Sweep, cells: list[Cell]) -> int:
     return sum(checkpoint.path(checkpoint_dir(sweep, c)).is_file() for c in cells)
 
 
+def cell_status(sweep: Sweep, cell: Cell, finished: set[str]) -> str:
+    """``finished`` (its key is in ``finished``), ``checkpoint: 24/100 epochs`` (it resumes there), else ``-``."""
+    if cell.key in finished:
+        return "finished"
+    saved = checkpoint.load(checkpoint_dir(sweep, cell))
+    return f"checkpoint: {saved['epochs']}/{cell.config.train.epochs} epochs" if saved else "-"
+
+
 def _cell_config(sweep: Sweep, cell: Cell, ctx: Context) -> C.Config:
     cfg = copy.deepcopy(cell.config)
     t = cfg.tracking

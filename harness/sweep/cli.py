@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from harness.sweep.adopt import adopt
-from harness.sweep.cell import run_cell
+from harness.sweep.cell import archived_keys, cell_status, run_cell
 from harness.sweep.grid import Sweep, _label, check_names, load_sweep, select
 from harness.sweep.local import run_archive, run_local
 from harness.sweep.slurm import active_tasks, submit
@@ -21,13 +21,17 @@ from harness.sweep.tracking import context_from_env, finalize
 DEFAULT_SWEEP = "sweeps/figure4.yaml"  # the paper's Figure 4 grid; relative to the repository root
 
 
-def list_cells(sweep: Sweep, where: list[str] | None = None) -> str:
-    """One line per cell: index, key, run name, overrides (the ``key=value`` pairs ``harness train`` takes)."""
+def list_cells(sweep: Sweep, where: list[str] | None = None, archive: str | Path | None = None) -> str:
+    """One line per cell: index, key, run name, overrides (the ``key=value`` pairs ``harness train`` takes); with
+    ``archive``, then where each cell stands (:func:`~harness.sweep.cell.cell_status`: finished in that archive,
+    epochs done by its checkpoint, or ``-``)."""
     cells = select(sweep.cells(), where)
     lines = [f"# {sweep.name}: {len(cells)} cells -> experiment {sweep.experiment!r}"]
+    finished = archived_keys(Path(archive) / sweep.name) if archive else set()
     for cell in cells:
         values = " ".join(f"{k}={_label(v)}" for k, v in cell.values.items())
-        lines.append(f"{cell.index:4d}  {cell.key}  {cell.name}  {values}")
+        status = f"  {cell_status(sweep, cell, finished)}" if archive else ""
+        lines.append(f"{cell.index:4d}  {cell.key}  {cell.name}  {values}{status}")
     return "\n".join(lines)
 
 
@@ -53,7 +57,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--where", action="append", default=[], metavar="AXIS=LABEL[,LABEL]",
                    help="--local / --list: only the cells with these axis labels, e.g. --where dataset=ml-1m --where seed=1,2")
     p.add_argument("--archive", metavar="DIR", help="--local / --index / --adopt: record cells in the archive DIR/<sweep name>/ "
-                                                    "instead of MLflow (see harness archive import)")
+                                                    "instead of MLflow (see harness archive import); --list: "
+                                                    "show each cell's status there (finished, checkpoint epochs)")
     return p.parse_args(argv)
 
 
@@ -80,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         args.index = int(os.environ["SLURM_ARRAY_TASK_ID"])
     if args.list:
-        print(list_cells(sweep, args.where))
+        print(list_cells(sweep, args.where, args.archive))
         return 0
     if args.index is not None:
         return run_cell(sweep, args.index, archive_dir=args.archive)
