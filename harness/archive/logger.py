@@ -38,11 +38,15 @@ class ArchiveLogger(MemoryLogger):
         if run_name:
             self.set_tags({TAG_RUN_NAME: run_name})
 
+    def stored_params(self) -> dict[str, str]:
+        """Params as MLflow stores them (``str(value)[:6000]``)."""
+        return {k: str(v)[:6000] for k, v in self.params.items()}
+
     def snapshot(self) -> dict[str, Any]:
         """The record so far in plain types (an epoch checkpoint keeps it; ``torch.load(weights_only=True)`` reads it):
         checkpoint and log are saved together, so a resumed run neither loses nor repeats an epoch."""
         return {"run_id": self.run_id, "run_name": self.run_name, "start_time": self.start_time,
-                "tags": dict(self.tags), "params": {k: str(v)[:6000] for k, v in self.params.items()},
+                "tags": dict(self.tags), "params": self.stored_params(),
                 "metrics": [[name, float(value), step] for name, value, step in self.metrics]}
 
     @classmethod
@@ -69,7 +73,7 @@ class ArchiveLogger(MemoryLogger):
             points.sort(key=lambda p: p[0])  # stable: same-step points keep their logging order
         return {"schema": SCHEMA, "cell_key": self.cell_key(), "run_id": self.run_id,
                 "run_name": self.run_name or self.tags.get(TAG_RUN_NAME), "status": self.status or "RUNNING",
-                "tags": dict(self.tags), "params": {k: str(v)[:6000] for k, v in self.params.items()},
+                "tags": dict(self.tags), "params": self.stored_params(),
                 "metrics": latest(history), "history": history,
                 "ranks": {part: ranks_record(r["above"], r["tied"], r["digest"]) for part, r in self.ranks.items()},
                 "start_time": self.start_time, "end_time": self.end_time}
