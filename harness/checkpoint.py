@@ -4,7 +4,8 @@ One file, ``<train.checkpoint_dir>/state.pt``, replaced atomically (``harness.at
 model, optimizer and KDSR weights, the RNG states (Python, NumPy, torch CPU and CUDA), the early-stopping
 state (best epoch, its metrics and weights), epochs done, train seconds so far, and the MLflow run id the
 epochs were logged to (for an archive cell, its record so far: ``Logger.snapshot``). Everything is a tensor,
-number, string, list or dict, so ``torch.load(weights_only=True)`` reads it. Deleted when the run has finished (see docs/SWEEPS.md, "Requeue and checkpoints").
+number, string, list or dict, so ``torch.load(weights_only=True)`` reads it. Deleted when the run has finished
+(see docs/SWEEPS.md, "Requeue and checkpoints").
 """
 
 from __future__ import annotations
