@@ -22,7 +22,7 @@ import argparse
 
 from harness.data import load_dataset
 from harness.encoding.catalogue import encode_present, summary
-from harness.encoding.dist import NoGPU, RankFailed, check_gpus
+from harness.encoding.dist import NoGPU, RankFailed, check_gpus, end_distributed
 from harness.encoding.job import run
 from harness.encoding.options import DEFAULT_DS_CONFIG, DTYPES, REPO, STRATEGIES, EncodeOptions
 from harness.features.layout import MODALITIES
@@ -74,12 +74,14 @@ def main(argv: list[str] | None = None) -> int:
         check_gpus(opts.cpu)
         if name is not None:
             run(load_dataset(name, data_dir=data_dir), opts)
+            end_distributed()
             return 0
         outcomes = encode_present(data_dir, opts)
     except (NoGPU, RankFailed) as exc:  # one clear line, no traceback per process
         if str(exc):
             print(exc, file=sys.stderr, flush=True)
         return 1
+    end_distributed()
     if int(os.environ.get("RANK", "0")) == 0:
         print(summary(outcomes), file=sys.stderr, flush=True)
     return 1 if any(o.state == "failed" for o in outcomes) else 0

@@ -131,6 +131,18 @@ def start_distributed(opts: EncodeOptions, strategy: str) -> Dist:
                 timeout=opts.collective_timeout)
 
 
+def end_distributed() -> None:
+    """Leave the process group once the job has succeeded. A gloo group left to interpreter teardown can abort
+    the process after its work is written ("terminate called without an active exception": a gloo worker
+    thread outlives the interpreter, pytorch#190489). Not after a failure: a group whose peer died can hang
+    in its teardown. The accelerate state is cleared too, so a later job in this process joins anew."""
+    from accelerate import PartialState
+
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+    PartialState._reset_state()
+
+
 @contextmanager
 def groups_keep_timeout(ctx: Dist) -> Iterator[None]:
     """Process groups made inside without a timeout get --collective-timeout, not torch's default (30 min
