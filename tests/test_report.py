@@ -185,6 +185,22 @@ def test_summary_helpers_by_hand():
     assert R.fmt(0.125, float("nan"), 1) == "12.50 (n=1)"
 
 
+
+def test_figure4_ticks_name_every_encoder_on_every_panel():
+    """The panels share one x axis: a panel where an encoder has no point yet still names its tick."""
+    from harness.report.figures import draw_figure4
+
+    rows = [("beauty", "minilm-l6", 22_713_216), ("beauty", "mpnet-base", 109_486_464), ("ml-1m", "minilm-l6", 22_713_216)]
+    points = pd.DataFrame([dict(dataset=d, modality="text", encoder=e, params=p, dim=64, method="fine-tuned", n=1,
+                                **{"hr@20_mean": 0.1, "hr@20_std": np.nan, "mrr@20_mean": 0.03, "mrr@20_std": np.nan})
+                           for d, e, p in rows])
+    fig = draw_figure4(points, points.iloc[:0])
+    fig.canvas.draw()
+    for ax in fig.axes:
+        labels = [t.get_text() for t in ax.get_xticklabels()]
+        assert labels == ["minilm-l6\n22.7 M", "mpnet-base\n109.5 M"], labels
+
+
 # ------------------------------------------------------------------ archives of the real sweep (harness.archive)
 
 

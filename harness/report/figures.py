@@ -107,6 +107,16 @@ def log_axis(ax, values: pd.Series, names: dict[float, str] | None = None) -> No
 
 
 def plot_figure4(points: pd.DataFrame, ids: pd.DataFrame, path: Path) -> Path:
+    """:func:`draw_figure4` saved to ``path``."""
+    import matplotlib.pyplot as plt
+
+    fig = draw_figure4(points, ids)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def draw_figure4(points: pd.DataFrame, ids: pd.DataFrame):
     """Panels (dataset x modality) in columns, metrics in rows; x = encoder params (log), a line per dim x method;
     ID only (``ids``: :func:`id_points`) as a dashed line at its mean with a band of ± one std over seeds."""
     import matplotlib  # where drawn (~1.1 s measured): tables and archive listings skip it
@@ -117,6 +127,7 @@ def plot_figure4(points: pd.DataFrame, ids: pd.DataFrame, path: Path) -> Path:
     panels = list(dict.fromkeys(zip(points["dataset"], points["modality"])))
     fig, axes = plt.subplots(len(FIGURE_METRICS), len(panels), figsize=(max(6.5, 4.2 * len(panels)), 6.5), squeeze=False)
     colors = dict(zip(sorted(points["dim"].unique()), plt.rcParams["axes.prop_cycle"].by_key()["color"] * 8))
+    names = dict(zip(points["params"].astype(float), points["encoder"]))
     for col, (dataset, modality) in enumerate(panels):
         sel = points[(points["dataset"] == dataset) & (points["modality"] == modality)]
         for row, name in enumerate(FIGURE_METRICS):
@@ -134,7 +145,7 @@ def plot_figure4(points: pd.DataFrame, ids: pd.DataFrame, path: Path) -> Path:
                 ax.axhline(mean, color=colors[dim], linestyle="--", linewidth=0.8)
                 if std > 0:
                     ax.axhspan(mean - std, mean + std, color=colors[dim], alpha=0.08, linewidth=0)
-            log_axis(ax, points["params"], dict(zip(sel["params"].astype(float), sel["encoder"])))
+            log_axis(ax, points["params"], names)  # every panel shares the ticks, so the names come from all of them
             ax.set_title(f"{dataset} / {modality}" if row == 0 else "")
             ax.set_xlabel("encoder parameters" if row == len(FIGURE_METRICS) - 1 else "")
             ax.set_ylabel(f"test {name.upper()}" if col == 0 else "")
@@ -144,9 +155,7 @@ def plot_figure4(points: pd.DataFrame, ids: pd.DataFrame, path: Path) -> Path:
                title="dim, method\n(dashed line, band: ID only,\nmean ± std, same colour = same dim)", title_fontsize=8)
     fig.suptitle("Encoder sophistication vs accuracy (mean ± std over seeds)")
     fig.tight_layout()
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return fig
 
 
 def cost_gain(points: pd.DataFrame, base: pd.DataFrame) -> pd.DataFrame:
