@@ -73,10 +73,11 @@ def stop(procs: list[subprocess.Popen]) -> None:
 
 
 def kill_node1_rank_after_its_first_shard(procs: list[subprocess.Popen], shards: Path, timeout: float = 240,
-                                          sig: int = signal.SIGKILL) -> float:
+                                          sig: int = signal.SIGKILL) -> tuple[float, psutil.Process]:
     """Send ``sig`` (SIGKILL: a dead rank; SIGSTOP: a stuck one) to node 1's worker (node 0's agent hosts the
     store; killing a worker leaves its agent's store up) as soon as it has written a shard, with the job
-    still running; returns when it was sent (monotonic)."""
+    still running; returns when it was sent (monotonic) and the worker (torchrun puts it in a process group
+    of its own: a stopped one outlives its agent unless the test kills it)."""
     deadline = time.monotonic() + timeout
     while not (workers := [c for c in psutil.Process(procs[1].pid).children(recursive=True)
                            if "encode.py" in " ".join(c.cmdline()) and "RANK" in c.environ()]):
@@ -88,4 +89,4 @@ def kill_node1_rank_after_its_first_shard(procs: list[subprocess.Popen], shards:
         assert time.monotonic() < deadline, f"rank {rank} wrote no shard in time"
         time.sleep(0.05)
     workers[0].send_signal(sig)
-    return time.monotonic()
+    return time.monotonic(), workers[0]

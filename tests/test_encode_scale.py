@@ -105,7 +105,7 @@ def test_a_killed_rank_ends_the_job_in_bounded_time_and_a_rerun_resumes(tmp_path
     shards = _folder(root, "ml-1m.first640") / "shards"
     procs = start_agents([*args, "--cache-dir", str(root)], env(HARNESS_ENCODE_SLOW_S="0.3"))
     try:
-        killed = kill_node1_rank_after_its_first_shard(procs, shards)
+        killed, _ = kill_node1_rank_after_its_first_shard(procs, shards)
         results = finish(procs, timeout=120)
         took = time.monotonic() - killed
     finally:

@@ -8,6 +8,7 @@ numbers of batches: the dummy batches that keep ZeRO-3's collective gathers in s
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -17,6 +18,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 from node_agents import PY, env, finish, kill_node1_rank_after_its_first_shard, start_agents, stop
 
@@ -84,7 +86,7 @@ def test_zero3_killed_rank_ends_the_job_in_bounded_time_and_a_rerun_resumes(tmp_
     killed_root, clean_root = tmp_path / "killed", tmp_path / "clean"
     procs = start_agents([*args, "--cache-dir", str(killed_root)], env(HARNESS_ENCODE_SLOW_S="0.3"))
     try:
-        killed = kill_node1_rank_after_its_first_shard(procs, killed_root / sub / "shards")
+        killed, _ = kill_node1_rank_after_its_first_shard(procs, killed_root / sub / "shards")
         results = finish(procs, timeout=120)
         took = time.monotonic() - killed
     finally:
@@ -116,11 +118,15 @@ def test_zero3_stuck_rank_is_bounded_by_the_collective_timeout(tmp_path, ckpt):
     parameter all-gather: the survivor stops with one clear line soon after --collective-timeout."""
     shards = tmp_path / "features" / "ml-1m.first640" / encoder_key(str(ckpt)) / "text" / "shards"
     procs = start_agents([*_kill_args(ckpt, 20), "--cache-dir", str(tmp_path)], env(HARNESS_ENCODE_SLOW_S="0.3"))
+    worker = None
     try:
-        stopped = kill_node1_rank_after_its_first_shard(procs, shards, sig=signal.SIGSTOP)
+        stopped, worker = kill_node1_rank_after_its_first_shard(procs, shards, sig=signal.SIGSTOP)
         survivor, _ = procs[0].communicate(timeout=240)
         took = time.monotonic() - stopped
     finally:
+        if worker is not None:  # stopped, it would outlive its agent
+            with contextlib.suppress(psutil.NoSuchProcess):
+                worker.kill()
         stop(procs)
     assert procs[0].returncode != 0
     assert "did not answer within --collective-timeout 20s" in survivor and "Timed out" in survivor, survivor[-5000:]
