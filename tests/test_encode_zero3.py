@@ -135,19 +135,21 @@ def test_zero3_stuck_rank_is_bounded_by_the_collective_timeout(tmp_path, ckpt):
     print(f"survivor exited {took:.1f}s after its peer stopped (timeout 20 s)")
 
 
-def test_a_finished_job_leaves_its_process_group(tmp_path, ckpt, monkeypatch):
+def test_a_finished_job_leaves_its_process_group(tmp_path, ckpt, request):
     """ZeRO-3 in one process still makes a process group; a finished job destroys it (a gloo group left to
-    interpreter teardown can abort the process after the cache is written), and a second job in the same
-    process joins a fresh one."""
+    interpreter teardown can abort the process after the cache is written) and unsets the launcher variables
+    it set for it, and a second job in the same process joins a fresh one."""
     import torch
     from accelerate import PartialState
 
-    for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
-        monkeypatch.delenv(name, raising=False)  # start_distributed sets them for a one-process ZeRO-3 group
+    launcher_env = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+    assert not set(launcher_env) & set(os.environ)  # no launcher: start_distributed sets them for the job
+    request.addfinalizer(lambda: [os.environ.pop(name, None) for name in launcher_env])  # even if the job fails
     args = ["--encoder", str(ckpt), "--strategy", "zero3", "--dataset", "ml-1m", "--cpu", "--no-progress",
             "--limit", "256", "--chunk-size", "256"]
     for root in (tmp_path / "first", tmp_path / "second"):
         assert main([*args, "--cache-dir", str(root)]) == 0
         assert not torch.distributed.is_initialized() and PartialState._shared_state == {}
+        assert not set(launcher_env) & set(os.environ)  # or sweep cells started after it would inherit a rank
     sub = Path("features") / "ml-1m.first256" / encoder_key(str(ckpt)) / "text" / "features.npy"
     assert (tmp_path / "first" / sub).read_bytes() == (tmp_path / "second" / sub).read_bytes()

@@ -54,6 +54,9 @@ def comm_failure(exc: BaseException) -> bool:
     return isinstance(exc, torch.distributed.DistError) or (isinstance(exc, RuntimeError) and "gloo" in str(exc))
 
 
+_SET_ENV: list[str] = []  # launcher variables start_distributed set itself (end_distributed removes them)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -123,8 +126,9 @@ def start_distributed(opts: EncodeOptions, strategy: str) -> Dist:
     from accelerate import PartialState
 
     if strategy == "zero3" and "LOCAL_RANK" not in os.environ:  # DeepSpeed needs a group, even of one
-        os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
-                          MASTER_PORT=os.environ.get("MASTER_PORT", str(_free_port())))
+        group_of_one = dict(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()))
+        _SET_ENV.extend(name for name in group_of_one if name not in os.environ)
+        os.environ.update({name: group_of_one[name] for name in _SET_ENV})
     cpu = opts.cpu or not torch.cuda.is_available()
     state = PartialState(cpu=cpu, timeout=datetime.timedelta(seconds=opts.collective_timeout))
     return Dist(rank=state.process_index, world=state.num_processes, device=torch.device(state.device),
@@ -135,12 +139,15 @@ def end_distributed() -> None:
     """Leave the process group once the job has succeeded. A gloo group left to interpreter teardown can abort
     the process after its work is written ("terminate called without an active exception": a gloo worker
     thread outlives the interpreter, pytorch#190489). Not after a failure: a group whose peer died can hang
-    in its teardown. The accelerate state is cleared too, so a later job in this process joins anew."""
+    in its teardown. The accelerate state and the launcher variables set for a one-process ZeRO-3 group are
+    cleared too: a later job in this process joins anew, and child processes (sweep cells) inherit no rank."""
     from accelerate import PartialState
 
     if torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
     PartialState._reset_state()
+    while _SET_ENV:
+        os.environ.pop(_SET_ENV.pop(), None)
 
 
 @contextmanager

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from harness.data.paths import cache_root
 from harness.encoding import EncodeOptions, encode_many, summary
+from harness.encoding.dist import end_distributed
 from harness.progress import progress
 from harness.sweep.cell import archive_folder, archived_keys, with_checkpoint
 from harness.sweep.grid import Cell, Sweep, select
@@ -32,6 +33,7 @@ def pre_encode(cells: list[Cell]) -> None:
     outcomes = encode_many((name, data_dir or None, EncodeOptions(encoder, modality=modality, cache_dir=cache or None,
                                                                    trust_remote_code=trust))
                            for name, data_dir, encoder, modality, cache, trust in needs)
+    end_distributed()  # a ZeRO-3 encoder's group of one: the cells started next must not inherit its rank
     print(summary(outcomes), flush=True)
 
 
