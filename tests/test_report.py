@@ -185,7 +185,6 @@ def test_summary_helpers_by_hand():
     assert R.fmt(0.125, float("nan"), 1) == "12.50 (n=1)"
 
 
-
 def test_figure4_ticks_name_every_encoder_on_every_panel():
     """The panels share one x axis: a panel where an encoder has no point yet still names its tick."""
     from harness.report.figures import draw_figure4

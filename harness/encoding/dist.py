@@ -127,8 +127,9 @@ def start_distributed(opts: EncodeOptions, strategy: str) -> Dist:
 
     if strategy == "zero3" and "LOCAL_RANK" not in os.environ:  # DeepSpeed needs a group, even of one
         group_of_one = dict(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()))
-        _SET_ENV.extend(name for name in group_of_one if name not in os.environ)
-        os.environ.update({name: group_of_one[name] for name in _SET_ENV})
+        added = {name: value for name, value in group_of_one.items() if name not in os.environ}
+        os.environ.update(added)
+        _SET_ENV.extend(added)
     cpu = opts.cpu or not torch.cuda.is_available()
     state = PartialState(cpu=cpu, timeout=datetime.timedelta(seconds=opts.collective_timeout))
     return Dist(rank=state.process_index, world=state.num_processes, device=torch.device(state.device),
