@@ -33,6 +33,7 @@ from harness.encoding import ensure_features
 from harness.kdsr import ForgettingMonitor, build_kdsr, embedding_lr_factor
 from harness.kdsr.monitor import MONITOR_SEED
 from harness import checkpoint
+from harness.allocator import keep_freed_memory
 from harness import run_schema as schema
 from harness.models import build_model
 from harness.progress import progress
@@ -136,6 +137,8 @@ def setup(cfg: Config) -> Cell:
     if cfg.train.threads > 0:
         torch.set_num_threads(cfg.train.threads)
     device = resolve_device(cfg.train.device)
+    if device.type == "cpu":  # each step's score matrix would otherwise be unmapped and faulted in again
+        keep_freed_memory()
     dataset, split, store = load_data(cfg)
     with checkpoint.preserved_rng():  # encoded now or read from the cache: the same random stream afterwards
         features = load_modalities(cfg, dataset)
