@@ -20,6 +20,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from harness.allocator import USER_KNOBS
+
 BENCH_TRAIN = Path(__file__).with_name("bench_train.py")
 DEFAULTS = ["dataset=ml-1m", "dataset.protocol=paper", "dataset.max_len=50", "model=sasrec", "model.items=id",
             "model.dim=64", "train.batch_size=512", "train.epochs=2", "train.device=cpu", "train.threads=1"]
@@ -27,7 +29,7 @@ GLIBC_DEFAULT = {"MALLOC_MMAP_MAX_": "65536"}
 
 
 def train_once(overrides: list[str], reference: bool) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_")}
+    env = {k: v for k, v in os.environ.items() if k not in USER_KNOBS}
     env.update(GLIBC_DEFAULT if reference else {})
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run([sys.executable, str(BENCH_TRAIN), "--eval-batches", "4096", *overrides], env=env,
