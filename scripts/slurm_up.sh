@@ -41,6 +41,9 @@ SlurmdPort=$D_PORT
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
+# a requeued job waits cred_expire seconds before it starts again (default 120): long for a one-node box whose
+# step credentials are used within seconds
+AuthInfo=cred_expire=30
 CredType=cred/munge
 MpiDefault=none
 MailProg=/bin/true
