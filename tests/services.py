@@ -155,6 +155,7 @@ class SlurmSweep:
     env: dict[str, str]  # client env: SLURM_CONF, MLFLOW_TRACKING_URI, ...
     submit_job: str
     logs: Path
+    jobs: list[dict[str, str]]  # slurmctld's records at the end: it forgets them MinJobAge later, before a slow session ends
 
 
 def sbatch_sweep(cluster: Slurm, file: Path, env: dict[str, str], out: Path) -> str:
@@ -170,7 +171,7 @@ def run_slurm_sweep(cluster: Slurm, server: MlflowServer, file: Path, out: Path)
     env = {**cluster.env, "MLFLOW_TRACKING_URI": server.url}
     job = sbatch_sweep(cluster, file, env, out)
     cluster.wait_idle()
-    return SlurmSweep(file, env, job, out)
+    return SlurmSweep(file, env, job, out, cluster.jobs())
 
 
 @pytest.fixture(scope="session")

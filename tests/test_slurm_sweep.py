@@ -29,8 +29,8 @@ def children(client: MlflowClient, experiment: str):
     return parents, cells
 
 
-def array_tasks(cluster, name: str) -> list[dict[str, str]]:
-    return [j for j in cluster.jobs() if j.get("JobName") == name and "ArrayTaskId" in j]
+def array_tasks(jobs: list[dict[str, str]], name: str) -> list[dict[str, str]]:
+    return [j for j in jobs if j.get("JobName") == name and "ArrayTaskId" in j]
 
 
 def test_sweep_sh_runs_every_cell_as_a_child_of_one_parent(ci_sweep, slurm, mlflow_server):
@@ -48,7 +48,7 @@ def test_sweep_sh_runs_every_cell_as_a_child_of_one_parent(ci_sweep, slurm, mlfl
         assert run.data.params["model.dim"] == str(cell.config.model.dim)
         assert 0.0 < run.data.metrics[mlflow_key("test/hr@20")] <= 1.0
     # one array job, one task per cell, every task COMPLETED with exit code 0, tagged on its run
-    tasks = array_tasks(slurm, "ci")
+    tasks = array_tasks(ci_sweep.jobs, "ci")
     assert len(tasks) == 4 and {t["JobState"] for t in tasks} == {"COMPLETED"} and {t["ExitCode"] for t in tasks} == {"0:0"}
     assert {r.data.tags["slurm.array_job_id"] for r in cells} == {tasks[0]["ArrayJobId"]}
     assert sorted(r.data.tags["slurm.array_task_id"] for r in cells) == ["0", "1", "2", "3"]
@@ -76,7 +76,7 @@ def test_a_failing_cell_is_failed_while_the_others_finish(slurm, mlflow_server, 
     sweep["base"]["model"]["dim"] = 16
     file = tmp_path / "ci-fail.yaml"
     file.write_text(yaml.safe_dump(sweep))
-    run_slurm_sweep(slurm, mlflow_server, file, tmp_path)
+    ended = run_slurm_sweep(slurm, mlflow_server, file, tmp_path)
 
     client = MlflowClient(mlflow_server.url)
     parents, cells = children(client, "ci-fail")
@@ -89,5 +89,5 @@ def test_a_failing_cell_is_failed_while_the_others_finish(slurm, mlflow_server, 
     error = Path(client.download_artifacts(failed.info.run_id, "error.txt", str(tmp_path))).read_text()
     assert "Traceback" in error and "ValueError" in error
     assert client.get_run(parents[0].info.run_id).info.status == "FAILED"
-    codes = {t["ArrayTaskId"]: t["ExitCode"] for t in array_tasks(slurm, "ci-fail")}
+    codes = {t["ArrayTaskId"]: t["ExitCode"] for t in array_tasks(ended.jobs, "ci-fail")}
     assert codes == {"0": "0:0", "1": "1:0"}
